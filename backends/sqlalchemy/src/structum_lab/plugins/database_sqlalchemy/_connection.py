@@ -1,0 +1,298 @@
+"""The connection and result objects the SQLAlchemy backend hands to user code.
+
+SQL goes to the driver through ``Connection.exec_driver_sql`` after core's cached
+translation of the placeholders: it skips SQLAlchemy's statement compilation (so
+it is cheaper than ``text()``) and it never mistakes ``':x'`` in a literal for a
+parameter. Rows are read straight from the DB-API cursor into core ``Row`` dicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from structum_lab.plugins.database import Params, ProgrammingError, Row, TransactionError
+from structum_lab.plugins.database.kit import Translator
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from ._database import SQLAlchemyDatabase
+
+__all__ = ["SQLAlchemyConnection", "SQLAlchemyResult"]
+
+_NO_PARAMS = {"no_parameters": True}
+_ENDED = (
+    "this connection's transaction has ended (its 'with db.transaction()' block exited or close() was called); "
+    "open a new one with db.transaction() or db.get_connection()"
+)
+
+
+class SQLAlchemyResult:
+    """Rows of one statement: ``fetchone``/``fetchmany``/``fetchall``, ``rowcount``."""
+
+    __slots__ = ("_cursor", "_keys", "_result", "_returns_rows", "rowcount")
+
+    def __init__(self, result: sa.CursorResult[Any]) -> None:
+        self._result = result
+        cursor: Any = result.cursor
+        self._cursor = cursor
+        description = cursor.description if cursor is not None else None
+        # No description: DML without RETURNING (SQLAlchemy has already closed the cursor).
+        self._keys: list[str] = [d[0] for d in description] if description else []
+        self._returns_rows = description is not None
+        self.rowcount: int = cursor.rowcount if cursor is not None else result.rowcount
+
+    def _rows_cursor(self) -> Any:
+        """The DB-API cursor, or None once every row has been read."""
+        if not self._returns_rows:
+            raise ProgrammingError(
+                "the statement returned no rows (INSERT/UPDATE/DELETE without RETURNING); "
+                "use result.rowcount for the number of affected rows"
+            )
+        return self._cursor
+
+    def _exhausted(self) -> None:
+        # Later fetches answer "no more rows", as a DB-API cursor does, instead of failing.
+        self._cursor = None
+        self._result.close()
+
+    def keys(self) -> list[str]:
+        return list(self._keys)
+
+    def fetchone(self) -> Row | None:
+        cursor = self._rows_cursor()
+        values = cursor.fetchone() if cursor is not None else None
+        if values is None:
+            if cursor is not None:
+                self._exhausted()
+            return None
+        return Row(zip(self._keys, values, strict=True))
+
+    def fetchmany(self, size: int | None = None) -> list[Row]:
+        cursor = self._rows_cursor()
+        if cursor is None:
+            return []
+        batch = cursor.fetchmany(size) if size is not None else cursor.fetchmany()
+        if not batch:
+            self._exhausted()
+        keys = self._keys
+        return [Row(zip(keys, values, strict=True)) for values in batch]
+
+    def fetchall(self) -> list[Row]:
+        cursor = self._rows_cursor()
+        if cursor is None:
+            return []
+        batch = cursor.fetchall()
+        self._exhausted()
+        keys = self._keys
+        return [Row(zip(keys, values, strict=True)) for values in batch]
+
+    def scalar(self) -> Any:
+        cursor = self._rows_cursor()
+        values = cursor.fetchone() if cursor is not None else None
+        if cursor is not None:
+            self._exhausted()
+        return None if values is None else values[0]
+
+    def __iter__(self) -> Iterator[Row]:
+        while (row := self.fetchone()) is not None:
+            yield row
+
+    def close(self) -> None:
+        self._result.close()
+
+
+class _Savepoint:
+    """``with conn.transaction():`` - a SAVEPOINT released on success, rolled back on error."""
+
+    __slots__ = ("_conn", "_nested")
+
+    def __init__(self, conn: SQLAlchemyConnection) -> None:
+        self._conn = conn
+        self._nested: sa.NestedTransaction | None = None
+
+    def __enter__(self) -> SQLAlchemyConnection:
+        sa_conn = self._conn._live()
+        try:
+            self._nested = sa_conn.begin_nested()
+        except sa_exc.DBAPIError as exc:
+            raise self._conn._db._translate(exc) from exc
+        return self._conn
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        nested = self._nested
+        if nested is None or not nested.is_active:
+            return
+        try:
+            if exc_type is None:
+                nested.commit()
+            else:
+                nested.rollback()
+        except sa_exc.DBAPIError as error:
+            if exc_type is None:
+                raise self._conn._db._translate(error) from error
+            # The original exception is the one the caller needs to see.
+
+
+class SQLAlchemyConnection:
+    """A pooled connection inside a transaction.
+
+    Not thread-safe, like the SQLAlchemy ``Connection`` it wraps: use one per thread
+    (each ``db.transaction()`` call gives its caller its own).
+    """
+
+    __slots__ = ("_db", "_last", "_sa", "_translate_sql", "_tx")
+
+    def __init__(self, db: SQLAlchemyDatabase, sa_conn: sa.Connection, translator: Translator) -> None:
+        self._db = db
+        self._sa: sa.Connection | None = sa_conn
+        self._tx: sa.RootTransaction | None = None
+        self._translate_sql = translator
+        self._last: SQLAlchemyResult | None = None
+
+    # -- state ---------------------------------------------------------------------------
+
+    def _live(self) -> sa.Connection:
+        sa_conn = self._sa
+        if sa_conn is None:
+            raise TransactionError(_ENDED)
+        return sa_conn
+
+    @property
+    def closed(self) -> bool:
+        return self._sa is None
+
+    @property
+    def sqlalchemy_connection(self) -> sa.Connection:
+        """The underlying SQLAlchemy ``Connection`` (escape hatch for Core constructs)."""
+        return self._live()
+
+    def _begin(self) -> None:
+        self._tx = self._live().begin()
+
+    # -- statements ----------------------------------------------------------------------
+
+    def execute(self, sql: str, params: Params = None) -> SQLAlchemyResult:
+        """Run one statement; ``:name`` placeholders with a dict (``%s``/``$1`` with a tuple also work)."""
+        sa_conn = self._sa
+        if sa_conn is None:
+            raise TransactionError(_ENDED)
+        driver_sql, bound = self._translate_sql(sql, params)
+        try:
+            if bound is None:
+                result = sa_conn.exec_driver_sql(driver_sql, execution_options=_NO_PARAMS)
+            else:
+                result = sa_conn.exec_driver_sql(driver_sql, bound)
+        except sa_exc.DBAPIError as exc:
+            raise self._db._translate(exc) from exc
+        except sa_exc.StatementError as exc:
+            raise self._db._translate(exc.orig or exc) from exc
+        self._last = wrapped = SQLAlchemyResult(result)
+        return wrapped
+
+    def executemany(self, sql: str, params_seq: Iterable[Params]) -> int:
+        """Run one statement for each parameter set (the driver's executemany); returns rows affected."""
+        sa_conn = self._live()
+        statement = self._translate_sql.prepare(sql)
+        batch = statement.bind_many(params_seq)
+        if not batch:
+            return 0
+        try:
+            result = sa_conn.exec_driver_sql(statement.sql, batch)
+        except sa_exc.DBAPIError as exc:
+            raise self._db._translate(exc) from exc
+        return result.rowcount
+
+    def _last_result(self) -> SQLAlchemyResult:
+        if self._last is None:
+            raise ProgrammingError("no statement has been executed on this connection yet; call execute() first")
+        return self._last
+
+    def fetchone(self) -> Row | None:
+        """Fetch from the last ``execute()`` result (DB-API cursor style)."""
+        return self._last_result().fetchone()
+
+    def fetchmany(self, size: int | None = None) -> list[Row]:
+        return self._last_result().fetchmany(size)
+
+    def fetchall(self) -> list[Row]:
+        return self._last_result().fetchall()
+
+    # -- transactions --------------------------------------------------------------------
+
+    def transaction(self) -> _Savepoint:
+        """A nested transaction (SAVEPOINT): ``with conn.transaction(): ...``."""
+        return _Savepoint(self)
+
+    def session(self) -> Session:
+        """An ORM ``Session`` joined to this connection's transaction.
+
+        ``session.commit()`` inside only releases a savepoint; the enclosing
+        ``transaction()`` decides. Close it (``with conn.session() as s:``) when done.
+        """
+        from sqlalchemy.orm import Session
+
+        return Session(bind=self._live(), join_transaction_mode="create_savepoint")
+
+    def commit(self) -> None:
+        """Commit the work so far; the connection stays usable in a new transaction."""
+        sa_conn = self._live()
+        try:
+            if self._tx is not None and self._tx.is_active:
+                self._tx.commit()
+            elif sa_conn.in_transaction():
+                sa_conn.commit()
+            self._tx = sa_conn.begin()
+        except sa_exc.DBAPIError as exc:
+            raise self._db._translate(exc) from exc
+
+    def rollback(self) -> None:
+        """Roll back the work so far; the connection stays usable in a new transaction."""
+        sa_conn = self._live()
+        try:
+            if self._tx is not None and self._tx.is_active:
+                self._tx.rollback()
+            elif sa_conn.in_transaction():
+                sa_conn.rollback()
+            self._tx = sa_conn.begin()
+        except sa_exc.DBAPIError as exc:
+            raise self._db._translate(exc) from exc
+
+    def close(self) -> None:
+        """Roll back anything uncommitted and return the connection to the pool."""
+        sa_conn = self._sa
+        if sa_conn is None:
+            return
+        self._sa = None
+        self._last = None
+        self._db._release(sa_conn)
+
+    def _finish(self, commit: bool) -> None:
+        """End the root transaction (used by ``db.transaction()``'s exit)."""
+        tx = self._tx
+        sa_conn = self._live()
+        if commit:
+            if tx is not None and tx.is_active:
+                tx.commit()
+            elif sa_conn.in_transaction():
+                sa_conn.commit()
+        elif tx is not None and tx.is_active:
+            tx.rollback()
+        elif sa_conn.in_transaction():
+            sa_conn.rollback()
+
+    def __enter__(self) -> SQLAlchemyConnection:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        try:
+            if exc_type is None and self._sa is not None:
+                try:
+                    self._finish(commit=True)
+                except sa_exc.DBAPIError as error:
+                    raise self._db._translate(error) from error
+        finally:
+            self.close()

@@ -1,0 +1,132 @@
+"""Building the SQLAlchemy engine from validated options.
+
+Turns the product's options into ``create_engine`` arguments (pool arguments only
+for pools that take them), adds driver deadlines, and installs the listeners that
+make SQLite's pysqlite driver transactional the way SQLAlchemy documents it
+(otherwise ``SAVEPOINT`` and ``BEGIN`` do not behave).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy.pool import StaticPool
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
+from structum_lab.plugins.database import ConfigurationError, DatabaseURL
+
+from ._dialects import (
+    driver_install_hint,
+    is_memory_sqlite,
+    mysql_statement_timeout_sql,
+    timeout_connect_args,
+    to_sqlalchemy_url,
+)
+
+__all__ = ["engine_arguments", "install_listeners", "sqlalchemy_url"]
+
+
+def sqlalchemy_url(url: DatabaseURL, *, is_async: bool) -> sa.URL:
+    text = to_sqlalchemy_url(url, is_async=is_async)
+    try:
+        return sa.make_url(text)
+    except sa_exc.ArgumentError as exc:
+        raise ConfigurationError(f"SQLAlchemy cannot parse {url}: {exc}") from None
+
+
+def engine_arguments(
+    url: DatabaseURL,
+    sa_url: sa.URL,
+    *,
+    pool_size: int,
+    max_overflow: int,
+    pool_timeout: float,
+    pool_recycle: float | None,
+    pool_pre_ping: bool,
+    pool_use_lifo: bool,
+    echo: bool,
+    connect_args: Mapping[str, Any] | None,
+    connect_timeout: float | None,
+    statement_timeout: float | None,
+    isolation_level: str | None,
+    engine_options: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    dialect, driver = sa_url.get_backend_name(), sa_url.get_driver_name()
+    args: dict[str, Any] = {"echo": echo}
+    driver_args = dict(
+        timeout_connect_args(dialect, driver, connect_timeout=connect_timeout, statement_timeout=statement_timeout)
+    )
+    if is_memory_sqlite(url):
+        # One in-memory database must be one connection, shared; a pool of several
+        # would give each its own empty database.
+        args["poolclass"] = StaticPool
+        if driver == "pysqlite":
+            driver_args["check_same_thread"] = False
+    else:
+        args.update(
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_timeout=pool_timeout,
+            pool_recycle=-1 if pool_recycle is None else pool_recycle,
+            pool_pre_ping=pool_pre_ping,
+            pool_use_lifo=pool_use_lifo,
+        )
+    driver_args.update(connect_args or {})
+    if driver_args:
+        args["connect_args"] = driver_args
+    if isolation_level:
+        args["isolation_level"] = isolation_level
+    args.update(engine_options or {})
+    return args
+
+
+def install_listeners(engine: sa.Engine, *, statement_timeout: float | None) -> None:
+    dialect = engine.dialect.name
+    if dialect == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_autocommit_driver(dbapi_connection: Any, _record: Any) -> None:
+            # pysqlite's own transaction handling skips BEGIN before SELECT and
+            # commits around DDL; we take it over so BEGIN/SAVEPOINT mean what they say.
+            dbapi_connection.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: sa.Connection) -> None:
+            conn.exec_driver_sql("BEGIN")
+
+    elif dialect in ("mysql", "mariadb") and statement_timeout:
+
+        @event.listens_for(engine, "connect")
+        def _mysql_statement_timeout(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute("SELECT VERSION()")
+                version = str(cursor.fetchone()[0])
+                cursor.execute(mysql_statement_timeout_sql(version, statement_timeout))
+            finally:
+                cursor.close()
+
+
+def create_engine_checked(sa_url: sa.URL, args: Mapping[str, Any], *, is_async: bool) -> Any:
+    """``create_engine`` with its failures turned into ConfigurationErrors that say what to install."""
+    try:
+        if is_async:
+            from sqlalchemy.ext.asyncio import create_async_engine
+
+            return create_async_engine(sa_url, **args)
+        return sa.create_engine(sa_url, **args)
+    except sa_exc.NoSuchModuleError:
+        raise ConfigurationError(
+            f"SQLAlchemy has no dialect or driver named {sa_url.drivername!r}; "
+            "check the URL scheme (e.g. postgresql+psycopg://, mysql+pymysql://, sqlite://)"
+        ) from None
+    except ModuleNotFoundError as exc:
+        raise ConfigurationError(
+            f"the database driver for {sa_url.drivername}:// is not installed ({exc.name}); "
+            f"{driver_install_hint(sa_url.get_driver_name())}"
+        ) from None
+    except (TypeError, sa_exc.ArgumentError) as exc:
+        raise ConfigurationError(f"invalid engine options for {sa_url.drivername}://: {exc}") from None

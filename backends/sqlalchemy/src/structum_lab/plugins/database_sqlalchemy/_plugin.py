@@ -1,0 +1,38 @@
+"""The pluggy plugin registered under ``structum_database.backends`` as ``sqlalchemy``.
+
+Importing this module is cheap (no SQLAlchemy import): the registry imports it to
+read options, and the engine code loads only when a database is created.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from structum_lab.plugins.database import AsyncDatabaseInterface, DatabaseInterface, DatabaseURL, Option, hookimpl
+
+OPTIONS: Mapping[str, Option] = {
+    "pool_use_lifo": Option("pool_use_lifo", "bool", False, "Reuse the most recently returned connection first"),
+    "isolation_level": Option(
+        "isolation_level", "str", None, "Default isolation level (read_committed, repeatable_read, serializable)"
+    ),
+    "engine_options": Option("engine_options", "dict", None, "Extra keyword arguments for create_engine()"),
+}
+
+
+@hookimpl
+def structum_database_options(is_async: bool) -> Mapping[str, Option]:
+    return OPTIONS
+
+
+@hookimpl
+def structum_database_connect(
+    url: DatabaseURL, options: Mapping[str, Any], is_async: bool
+) -> DatabaseInterface | AsyncDatabaseInterface:
+    if is_async:
+        from ._async import AsyncSQLAlchemyDatabase
+
+        return AsyncSQLAlchemyDatabase(url, **options)
+    from ._database import SQLAlchemyDatabase
+
+    return SQLAlchemyDatabase(url, **options)

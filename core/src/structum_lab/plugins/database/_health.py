@@ -1,0 +1,140 @@
+"""Health checks: the status model, and the timing and deadline logic every backend shares.
+
+A backend supplies one probe (a single round trip on a pooled connection); core
+bounds it in time, measures the latency, classifies the outcome and scrubs secrets
+from the message. ``health_check()`` never raises for an unreachable server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._errors import PoolTimeoutError
+from ._secrets import Secrets
+
+__all__ = ["HealthCheckResult", "HealthStatus", "run_health_check", "run_health_check_async"]
+
+OK_MESSAGE = "Database connection OK"
+
+
+class HealthStatus(enum.Enum):
+    """Outcome of a health check; ``.value`` is the lower-case string for JSON."""
+
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    UNHEALTHY = "unhealthy"
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheckResult:
+    """What :meth:`health_check` reports.
+
+    ``latency_ms`` is the probe's round trip (or the time until it failed);
+    ``details`` holds the backend name, the pool figures and, on failure, the error type.
+    """
+
+    status: HealthStatus
+    message: str
+    latency_ms: float
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def healthy(self) -> bool:
+        return self.status is HealthStatus.HEALTHY
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status.value,
+            "message": self.message,
+            "latency_ms": self.latency_ms,
+            "details": dict(self.details),
+        }
+
+
+def _classify(
+    latency_ms: float, error: BaseException | None, *, timeout_s: float, degraded_ms: float, secrets: Secrets
+) -> tuple[HealthStatus, str]:
+    if error is None:
+        if latency_ms > degraded_ms:
+            return HealthStatus.DEGRADED, f"Database responded slowly ({latency_ms:.1f} ms > {degraded_ms:g} ms)"
+        return HealthStatus.HEALTHY, OK_MESSAGE
+    if isinstance(error, PoolTimeoutError):
+        # The server may be fine; the pool is saturated. Reported, not hidden.
+        return HealthStatus.DEGRADED, secrets.scrub(f"Connection pool exhausted: {error}")
+    if isinstance(error, TimeoutError):
+        return HealthStatus.UNHEALTHY, f"Database did not answer within {timeout_s:g} s"
+    text = " ".join(str(error).split()) or type(error).__name__
+    return HealthStatus.UNHEALTHY, secrets.scrub(f"Database unreachable: {text}")
+
+
+def _result(
+    started: float,
+    error: BaseException | None,
+    *,
+    timeout_s: float,
+    degraded_ms: float,
+    secrets: Secrets,
+    details: Mapping[str, Any],
+) -> HealthCheckResult:
+    latency_ms = round((time.perf_counter() - started) * 1000.0, 3)
+    status, message = _classify(latency_ms, error, timeout_s=timeout_s, degraded_ms=degraded_ms, secrets=secrets)
+    extra = dict(details)
+    if error is not None:
+        extra["error"] = type(error).__name__
+    return HealthCheckResult(status, message, latency_ms, extra)
+
+
+def run_health_check(
+    probe: Callable[[float], None],
+    *,
+    timeout_s: float,
+    degraded_ms: float,
+    secrets: Secrets,
+    details: Callable[[], Mapping[str, Any]],
+) -> HealthCheckResult:
+    """Run ``probe(timeout_s)`` with a hard deadline and classify the outcome.
+
+    The probe should honour the timeout itself (driver timeouts); the extra thread is
+    the guarantee for when it cannot, e.g. a server that accepts and never answers.
+    A probe stuck past the deadline is abandoned in its daemon thread.
+    """
+    started = time.perf_counter()
+    outcome: list[BaseException | None] = []
+
+    def target() -> None:
+        try:
+            probe(timeout_s)
+        except BaseException as exc:  # reported, not raised: a health check never raises
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    worker = threading.Thread(target=target, name="structum-db-health", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    error = outcome[0] if outcome else TimeoutError(f"health probe exceeded {timeout_s:g} s")
+    return _result(started, error, timeout_s=timeout_s, degraded_ms=degraded_ms, secrets=secrets, details=details())
+
+
+async def run_health_check_async(
+    probe: Callable[[float], Awaitable[None]],
+    *,
+    timeout_s: float,
+    degraded_ms: float,
+    secrets: Secrets,
+    details: Callable[[], Mapping[str, Any]],
+) -> HealthCheckResult:
+    """The async counterpart of :func:`run_health_check`; cancellation bounds the probe."""
+    started = time.perf_counter()
+    error: BaseException | None = None
+    try:
+        await asyncio.wait_for(probe(timeout_s), timeout_s)
+    except Exception as exc:  # reported, not raised; cancellation still propagates
+        error = exc
+    return _result(started, error, timeout_s=timeout_s, degraded_ms=degraded_ms, secrets=secrets, details=details())

@@ -1,0 +1,66 @@
+"""Building blocks for backend authors (first-party and third-party).
+
+A backend holds only what is specific to its driver; parameter translation, row
+shape, error mapping, secret masking, option validation and health timing come
+from here, so every backend behaves the same.
+"""
+
+from __future__ import annotations
+
+from ._base import DatabaseBase
+from ._driver_errors import driver_error_code, translate_error
+from ._health import OK_MESSAGE, run_health_check, run_health_check_async
+from ._options import COMMON_OPTIONS, Option, validate_options
+from ._params import (
+    ASYNCPG,
+    GENERIC,
+    MYSQL,
+    POSTGRESQL,
+    PSYCOPG,
+    PYMYSQL,
+    SQLITE,
+    SQLITE3,
+    ParamTarget,
+    SQLDialect,
+    Statement,
+    Translator,
+)
+from ._pool_stats import PoolStats, pool_exhausted_message
+from ._rows import Row
+from ._secrets import ScrubbingFilter, Secrets, collect_secrets
+from ._transactions import ISOLATION_SQL, normalize_isolation
+from ._url import DatabaseURL, mask_url
+
+__all__ = [
+    "ASYNCPG",
+    "COMMON_OPTIONS",
+    "GENERIC",
+    "ISOLATION_SQL",
+    "MYSQL",
+    "OK_MESSAGE",
+    "POSTGRESQL",
+    "PSYCOPG",
+    "PYMYSQL",
+    "SQLITE",
+    "SQLITE3",
+    "DatabaseBase",
+    "DatabaseURL",
+    "Option",
+    "ParamTarget",
+    "PoolStats",
+    "Row",
+    "SQLDialect",
+    "ScrubbingFilter",
+    "Secrets",
+    "Statement",
+    "Translator",
+    "collect_secrets",
+    "driver_error_code",
+    "mask_url",
+    "normalize_isolation",
+    "pool_exhausted_message",
+    "run_health_check",
+    "run_health_check_async",
+    "translate_error",
+    "validate_options",
+]
