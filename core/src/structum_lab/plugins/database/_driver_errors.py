@@ -114,6 +114,8 @@ def _codes(exc: BaseException) -> tuple[str | None, str | None, int | None]:
 def driver_error_code(exc: BaseException) -> str | None:
     """The server's error code as text: SQLSTATE, SQLite code name or MySQL error number."""
     sqlstate, sqlite_name, errno = _codes(exc)
+    if errno is not None and (sqlstate is None or sqlstate.startswith("HY")):
+        return str(errno)  # MySQL: HY000 means "some error"; the number says which
     return sqlstate or sqlite_name or (str(errno) if errno is not None else None)
 
 
@@ -122,12 +124,12 @@ def _classify(exc: BaseException) -> type[e.DatabaseError] | None:
     found: type[e.DatabaseError] | None = None
     if sqlstate and len(sqlstate) == 5:
         found = _SQLSTATE_EXACT.get(sqlstate) or _SQLSTATE_CLASS.get(sqlstate[:2])
-    elif sqlite_name:
+    if found is None and sqlite_name:
         if sqlite_name.startswith("SQLITE_CONSTRAINT"):
             return e.IntegrityError
         # Extended codes (SQLITE_BUSY_SNAPSHOT) share the primary code's meaning.
         found = _SQLITE.get(sqlite_name) or _SQLITE.get("_".join(sqlite_name.split("_")[:2]))
-    elif errno is not None:
+    if found is None and errno is not None:
         found = _MYSQL.get(errno)
     if found:
         return found

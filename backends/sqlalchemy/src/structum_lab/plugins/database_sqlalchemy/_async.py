@@ -31,7 +31,7 @@ from structum_lab.plugins.database import (
 from structum_lab.plugins.database.kit import Translator, normalize_isolation, run_health_check_async
 
 from ._common import NESTED_OPTIONS_ERROR, EngineDatabase
-from ._connection import SQLAlchemyResult
+from ._connection import SQLAlchemyResult, reset_driver_transaction
 from ._database import _ping
 
 if TYPE_CHECKING:
@@ -204,6 +204,10 @@ class AsyncSQLAlchemyConnection:
                 await self._tx.commit()
             elif sa_conn.in_transaction():
                 await sa_conn.commit()
+        except sa_exc.DBAPIError as exc:
+            await sa_conn.run_sync(reset_driver_transaction)
+            raise self._db._translate(exc) from exc
+        try:
             self._tx = await sa_conn.begin()
         except sa_exc.DBAPIError as exc:
             raise self._db._translate(exc) from exc
@@ -231,10 +235,14 @@ class AsyncSQLAlchemyConnection:
         tx = self._tx
         sa_conn = self._live()
         if commit:
-            if tx is not None and tx.is_active:
-                await tx.commit()
-            elif sa_conn.in_transaction():
-                await sa_conn.commit()
+            try:
+                if tx is not None and tx.is_active:
+                    await tx.commit()
+                elif sa_conn.in_transaction():
+                    await sa_conn.commit()
+            except sa_exc.DBAPIError:
+                await sa_conn.run_sync(reset_driver_transaction)
+                raise
         elif tx is not None and tx.is_active:
             await tx.rollback()
         elif sa_conn.in_transaction():

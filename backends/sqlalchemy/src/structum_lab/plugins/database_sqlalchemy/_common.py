@@ -29,7 +29,13 @@ from structum_lab.plugins.database.kit import (
 )
 
 from ._dialects import lexer_for, target_for
-from ._engine import create_engine_checked, engine_arguments, install_listeners, sqlalchemy_url
+from ._engine import (
+    create_engine_checked,
+    engine_arguments,
+    install_listeners,
+    split_libpq_options,
+    sqlalchemy_url,
+)
 
 __all__ = ["EngineDatabase", "SQLAlchemyPoolTimeoutError"]
 
@@ -86,7 +92,12 @@ class EngineDatabase(DatabaseBase):
             health_check_timeout=health_check_timeout,
             health_degraded_ms=health_degraded_ms,
         )
-        sa_url = sqlalchemy_url(parsed, is_async=is_async)
+        sa_url, server_settings = split_libpq_options(sqlalchemy_url(parsed, is_async=is_async))
+        if server_settings:
+            connect_args = {
+                **(connect_args or {}),
+                "server_settings": {**server_settings, **(connect_args or {}).get("server_settings", {})},
+            }
         self._dialect = sa_url.get_backend_name()
         default_isolation = normalize_isolation(isolation_level)
         args = engine_arguments(

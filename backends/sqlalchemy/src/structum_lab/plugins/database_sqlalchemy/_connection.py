@@ -21,13 +21,29 @@ if TYPE_CHECKING:
 
     from ._database import SQLAlchemyDatabase
 
-__all__ = ["SQLAlchemyConnection", "SQLAlchemyResult"]
+__all__ = ["SQLAlchemyConnection", "SQLAlchemyResult", "reset_driver_transaction"]
 
 _NO_PARAMS = {"no_parameters": True}
 _ENDED = (
     "this connection's transaction has ended (its 'with db.transaction()' block exited or close() was called); "
     "open a new one with db.transaction() or db.get_connection()"
 )
+
+
+def reset_driver_transaction(sa_conn: sa.Connection) -> None:
+    """Roll back at the driver after a failed COMMIT.
+
+    SQLAlchemy then considers the transaction finished and its pool skips the
+    rollback on return, but the driver may still be inside it (SQLite keeps the
+    transaction and its locks after SQLITE_BUSY on COMMIT). A connection that
+    cannot even roll back is invalidated rather than pooled.
+    """
+    try:
+        dbapi_connection = sa_conn.connection.dbapi_connection
+        if dbapi_connection is not None:
+            dbapi_connection.rollback()
+    except Exception:
+        sa_conn.invalidate()
 
 
 class SQLAlchemyResult:
@@ -245,6 +261,10 @@ class SQLAlchemyConnection:
                 self._tx.commit()
             elif sa_conn.in_transaction():
                 sa_conn.commit()
+        except sa_exc.DBAPIError as exc:
+            reset_driver_transaction(sa_conn)
+            raise self._db._translate(exc) from exc
+        try:
             self._tx = sa_conn.begin()
         except sa_exc.DBAPIError as exc:
             raise self._db._translate(exc) from exc
@@ -275,10 +295,14 @@ class SQLAlchemyConnection:
         tx = self._tx
         sa_conn = self._live()
         if commit:
-            if tx is not None and tx.is_active:
-                tx.commit()
-            elif sa_conn.in_transaction():
-                sa_conn.commit()
+            try:
+                if tx is not None and tx.is_active:
+                    tx.commit()
+                elif sa_conn.in_transaction():
+                    sa_conn.commit()
+            except sa_exc.DBAPIError:
+                reset_driver_transaction(sa_conn)
+                raise
         elif tx is not None and tx.is_active:
             tx.rollback()
         elif sa_conn.in_transaction():

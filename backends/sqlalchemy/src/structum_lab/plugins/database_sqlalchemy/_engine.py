@@ -8,6 +8,7 @@ make SQLite's pysqlite driver transactional the way SQLAlchemy documents it
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,6 +36,21 @@ def sqlalchemy_url(url: DatabaseURL, *, is_async: bool) -> sa.URL:
         return sa.make_url(text)
     except sa_exc.ArgumentError as exc:
         raise ConfigurationError(f"SQLAlchemy cannot parse {url}: {exc}") from None
+
+
+def split_libpq_options(sa_url: sa.URL) -> tuple[sa.URL, dict[str, str]]:
+    """Turn a libpq ``?options=-c key=value`` URL parameter into asyncpg ``server_settings``.
+
+    psycopg passes ``options`` to the server; asyncpg rejects it. Translating it keeps
+    one URL valid for both drivers, so switching driver is a config change only.
+    """
+    options = sa_url.query.get("options")
+    if sa_url.get_driver_name() != "asyncpg" or not isinstance(options, str):
+        return sa_url, {}
+    settings: dict[str, str] = {}
+    for part in re.findall(r"-c\s*([^\s=]+)=(\S+)", options):
+        settings[part[0]] = part[1]
+    return sa_url.difference_update_query(["options"]), settings
 
 
 def engine_arguments(
@@ -74,7 +90,10 @@ def engine_arguments(
             pool_pre_ping=pool_pre_ping,
             pool_use_lifo=pool_use_lifo,
         )
-    driver_args.update(connect_args or {})
+    user_args = dict(connect_args or {})
+    if isinstance(user_args.get("server_settings"), Mapping) and "server_settings" in driver_args:
+        user_args["server_settings"] = {**driver_args["server_settings"], **user_args["server_settings"]}
+    driver_args.update(user_args)
     if driver_args:
         args["connect_args"] = driver_args
     if isolation_level:
