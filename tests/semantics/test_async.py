@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -124,10 +125,8 @@ async def _increment_concurrently(db: Any, *, retry: bool) -> tuple[list[BaseExc
         attempts.append(1)
         balance = await (await conn.execute("SELECT balance FROM acct WHERE id = 1")).scalar()
         if len(attempts) <= 2:
-            try:
+            with contextlib.suppress(TimeoutError, asyncio.BrokenBarrierError):
                 await asyncio.wait_for(both_read.wait(), 10)
-            except (TimeoutError, asyncio.BrokenBarrierError):
-                pass
         await conn.execute("UPDATE acct SET balance = :b WHERE id = 1", {"b": balance + 1})
 
     async def worker() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -117,10 +118,8 @@ def _increment_concurrently(db: Any, *, retry: bool) -> tuple[list[BaseException
         attempts.append(1)
         balance = conn.execute("SELECT balance FROM acct WHERE id = 1").scalar()
         if len(attempts) <= 2:  # only the first round meets at the barrier
-            try:
+            with contextlib.suppress(threading.BrokenBarrierError):
                 barrier.wait()
-            except threading.BrokenBarrierError:
-                pass
         conn.execute("UPDATE acct SET balance = :b WHERE id = 1", {"b": balance + 1})
 
     def worker() -> None:

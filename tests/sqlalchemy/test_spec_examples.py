@@ -7,9 +7,9 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from sqlalchemy import String
 from structum_lab.config import set_config_provider
 from structum_lab.plugins.database import HealthStatus, SQLAlchemyDatabase
 from structum_lab.plugins.dynaconf import DynaconfConfigProvider

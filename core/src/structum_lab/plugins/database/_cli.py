@@ -17,7 +17,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from structum_lab.config import SupportsSources
+from structum_lab.config import ConfigProvider, SupportsSources
 
 from ._config import resolve_provider
 from ._connect import from_config
@@ -78,7 +78,7 @@ def cli(ctx: click.Context, debug: bool, root: Path | None) -> None:
     ctx.obj["root"] = root
 
 
-def _provider(ctx: click.Context) -> Any:
+def _provider(ctx: click.Context) -> ConfigProvider:
     root = ctx.find_root().obj.get("root")
     if root is None:
         return resolve_provider()
@@ -117,7 +117,7 @@ def backends(ctx: click.Context, as_json: bool) -> None:
     click.echo(_table(rows, ["backend", "distribution", "version", "schemes", "status"]))
 
 
-def _namespaces(ctx: click.Context, provider: Any, given: Iterable[str]) -> list[str]:
+def _namespaces(ctx: click.Context, provider: ConfigProvider, given: Iterable[str]) -> list[str]:
     chosen = list(given)
     if chosen:
         return chosen
