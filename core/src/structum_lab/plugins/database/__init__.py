@@ -63,7 +63,6 @@ from .hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from structum_lab.plugins.database_psycopg import AsyncPostgresDatabase, PostgresDatabase
-
     from structum_lab.plugins.database_sqlalchemy import AsyncSQLAlchemyDatabase, SQLAlchemyDatabase
 
 __version__ = "0.1.0"

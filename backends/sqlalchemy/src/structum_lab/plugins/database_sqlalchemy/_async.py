@@ -18,6 +18,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import exc as sa_exc
+
 from structum_lab.plugins.database import (
     ConfigurationError,
     DatabaseURL,

@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any, Final, cast
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import Pool, QueuePool
 
-from sqlalchemy import exc as sa_exc
 from structum_lab.plugins.database import (
     ConnectionLostError,
     DatabaseError,

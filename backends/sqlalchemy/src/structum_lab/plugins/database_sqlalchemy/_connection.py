@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
+
 from structum_lab.plugins.database import Params, ProgrammingError, Row, TransactionError
 from structum_lab.plugins.database.kit import Translator
 

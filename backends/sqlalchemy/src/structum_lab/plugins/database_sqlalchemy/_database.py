@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
+
 from structum_lab.plugins.database import DatabaseURL, HealthCheckResult, IsolationLevel, TransactionError
 from structum_lab.plugins.database.kit import normalize_isolation, run_health_check
 

@@ -12,11 +12,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy.pool import StaticPool
-
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.pool import StaticPool
+
 from structum_lab.plugins.database import ConfigurationError, DatabaseURL
 
 from ._dialects import (
