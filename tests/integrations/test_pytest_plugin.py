@@ -16,7 +16,7 @@ ISOLATION_TESTS = textwrap.dedent(
     import pytest
     from sqlalchemy import Integer, String
     from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-    from structum_lab.plugins.database import get_database
+    from structum_lab.plugins.database import ConfigurationError, get_database
 
 
     class Base(DeclarativeBase):
@@ -85,6 +85,11 @@ ISOLATION_TESTS = textwrap.dedent(
 
 
     def test_5_orm_session_inside_the_test_transaction(structum_db):
+        if structum_db.backend != "sqlalchemy":
+            with pytest.raises(ConfigurationError, match="ORM sessions need the SQLAlchemy backend"):
+                with structum_db.get_session():
+                    pass
+            return
         with structum_db.get_session() as session:
             session.add(Item(id=5, name="orm"))
             session.commit()
@@ -115,8 +120,9 @@ def run(pytester: pytest.Pytester, url: str, *extra: str) -> pytest.RunResult:
     return pytester.runpytest_subprocess(f"--structum-db-url={url}", "-p", "no:cacheprovider", *extra)
 
 
-def test_each_test_is_rolled_back_on_postgresql(pytester: pytest.Pytester, pg_schema_url: str) -> None:
-    result = run(pytester, pg_schema_url)
+@pytest.mark.parametrize("backend", ["sqlalchemy", "psycopg"])
+def test_each_test_is_rolled_back_on_postgresql(pytester: pytest.Pytester, pg_schema_url: str, backend: str) -> None:
+    result = run(pytester, pg_schema_url, f"--structum-db-backend={backend}")
     result.assert_outcomes(passed=8)
     schema = pg_schema_url.rsplit("%3D", 1)[1]
     with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test") as conn:

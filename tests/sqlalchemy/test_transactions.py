@@ -185,3 +185,21 @@ def test_postgres_cast_after_a_parameter(pg_schema_url: str) -> None:
     with SQLAlchemyDatabase(pg_schema_url) as db, db.transaction() as conn:
         row = conn.execute("SELECT :n::int + 1 AS n, '{a}'::text[] AS arr, $$:lit$$ AS lit", {"n": "41"}).fetchone()
     assert row == {"n": 42, "arr": ["a"], "lit": ":lit"}
+
+
+def test_transaction_exited_in_another_context_still_ends(db: SQLAlchemyDatabase, observer: SQLAlchemyDatabase) -> None:
+    """A with-block spanning a generator resumed in another context (as FastAPI does with
+    yield dependencies) must still commit and return its connection."""
+    import contextvars
+
+    def dependency():  # type: ignore[no-untyped-def]
+        with db.transaction() as conn:
+            yield conn
+
+    gen = dependency()
+    conn = contextvars.copy_context().run(next, gen)
+    conn.execute("INSERT INTO items (id, name) VALUES (1, 'from another context')")
+    with pytest.raises(StopIteration):
+        contextvars.copy_context().run(next, gen)
+    assert names(observer) == ["from another context"]
+    assert db.get_pool_info()["checked_out"] == 0

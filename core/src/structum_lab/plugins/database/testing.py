@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, asynccontextmanager, contextmanager
 from typing import Any
 
-from ._errors import TransactionError
+from ._errors import ConfigurationError, TransactionError
 from ._health import HealthCheckResult
 from ._protocols import (
     AsyncConnection,
@@ -34,6 +34,16 @@ from ._rows import Row
 __all__ = ["AsyncRollbackDatabase", "RollbackDatabase"]
 
 _CLOSED = "this test connection has been closed; open a new one with db.transaction() or db.get_connection()"
+
+
+def _session_of(conn: object) -> Any:
+    session = getattr(conn, "session", None)
+    if session is None:
+        raise ConfigurationError(
+            f"ORM sessions need the SQLAlchemy backend; this test database uses {type(conn).__name__}. "
+            "Run the tests with --structum-db-backend sqlalchemy"
+        )
+    return session()
 
 
 class _Undo(Exception):
@@ -91,7 +101,7 @@ class _PinnedConnection:
 
     def session(self) -> Any:
         """An ORM session inside the test transaction (SQLAlchemy backend)."""
-        return self._live().session()  # type: ignore[attr-defined]
+        return _session_of(self._live())
 
     def commit(self) -> None:
         self._live()
@@ -270,7 +280,7 @@ class _AsyncPinnedConnection:
             yield self
 
     def session(self) -> Any:
-        return self._live().session()  # type: ignore[attr-defined]
+        return _session_of(self._live())
 
     async def commit(self) -> None:
         self._live()

@@ -304,7 +304,12 @@ class _AsyncTransaction:
             return
         db = self._db
         conn = self._conn
-        db._current.reset(self._token)
+        try:
+            db._current.reset(self._token)
+        except ValueError:
+            # Exited in another context than entered (a generator resumed elsewhere):
+            # forget the transaction here; never skip the commit/rollback below.
+            db._current.set(None)
         error: BaseException | None = exc
         try:
             if conn.closed:
