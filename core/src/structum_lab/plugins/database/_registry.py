@@ -118,6 +118,32 @@ class BackendInfo:
         }
 
 
+def _canonical_name(distribution: str, names: list[str]) -> str:
+    """The canonical name among a backend's entry point names (the others are aliases).
+
+    Entry point files are written sorted, so order cannot say which is meant: a
+    first-party backend uses its name from the known table; otherwise the name the
+    distribution's name ends with (``acme-structum-cockroach`` -> ``cockroach``) wins,
+    else the alphabetically first.
+    """
+    for name in names:
+        known = known_backend(name)
+        if known is not None and known.distribution == distribution and known.name in names:
+            return known.name
+    normalized = distribution.lower().replace("_", "-")
+    suffixed = [n for n in names if normalized.endswith("-" + n.lower().replace("_", "-"))]
+    return sorted(suffixed or names)[0]
+
+
+def _ordered_schemes(info: BackendInfo) -> tuple[str, ...]:
+    """First-party schemes in the known table's order; others exact before wildcard, sorted."""
+    known = known_backend(info.name)
+    if known is not None and known.distribution == info.distribution:
+        order = {scheme: i for i, scheme in enumerate(known.schemes)}
+        return tuple(sorted(info.schemes, key=lambda s: (order.get(s, len(order)), s)))
+    return tuple(sorted(info.schemes, key=lambda s: (s.endswith("*"), s)))
+
+
 def _dist_of(ep: EntryPoint) -> tuple[str, str]:
     dist = ep.dist
     if dist is None:  # pragma: no cover - only for entry points built by hand
@@ -148,39 +174,39 @@ class Registry:
 
     def _build(self) -> dict[str, BackendInfo]:
         backend_eps, scheme_eps = self._entry_points()
-        by_target: dict[tuple[str, str], BackendInfo] = {}
-        names: dict[str, BackendInfo] = {}
+        # Group entry points by target: several names for one target are aliases.
+        groups: dict[tuple[str, str], list[EntryPoint]] = {}
+        versions: dict[str, str] = {}
         for ep in backend_eps:
             dist, version = _dist_of(ep)
-            key = (dist, ep.value)
-            info = by_target.get(key)
-            if info is None:
-                known = known_backend(ep.name)
-                canonical = known.name if known and known.distribution == dist else ep.name
-                info = BackendInfo(canonical, dist, version, (), entry_point=ep)
-                by_target[key] = info
-            if ep.name != info.name and ep.name not in info.aliases:
-                info.aliases += (ep.name,)
-            other = names.get(ep.name)
-            if other is None:
-                names[ep.name] = info
-            elif other is not info and other.distribution != dist:
-                other.conflicts += (dist,)
-                info.conflicts += (other.distribution,)
-            # The same distribution seen twice (editable + regular install) is not a conflict.
+            versions[dist] = version
+            group = groups.setdefault((dist, ep.value), [])
+            if ep.name not in {e.name for e in group}:  # the same install seen twice is one
+                group.append(ep)
+        infos: dict[tuple[str, str], BackendInfo] = {}
+        for (dist, value), eps in groups.items():
+            canonical = _canonical_name(dist, [e.name for e in eps])
+            aliases = tuple(sorted(e.name for e in eps if e.name != canonical))
+            first = next(e for e in eps if e.name == canonical)
+            infos[(dist, value)] = BackendInfo(canonical, dist, versions[dist], (), aliases, entry_point=first)
+        names: dict[str, BackendInfo] = {}
+        for info in infos.values():
+            for name in (info.name, *info.aliases):
+                other = names.setdefault(name, info)
+                if other is not info and other.distribution != info.distribution:
+                    other.conflicts += (info.distribution,)
+                    info.conflicts += (other.distribution,)
         for ep in scheme_eps:
             dist, _ = _dist_of(ep)
-            target = by_target.get((dist, ep.value))
+            target = infos.get((dist, ep.value))
             if target is None:
                 log.debug("scheme %r from %s points at no backend entry point (%s)", ep.name, dist, ep.value)
                 continue
             if ep.name.lower() not in target.schemes:
                 target.schemes += (ep.name.lower(),)
-        table: dict[str, BackendInfo] = {}
-        for info in by_target.values():
-            for name in (info.name, *info.aliases):
-                table.setdefault(name, info)
-        return table
+        for info in infos.values():
+            info.schemes = _ordered_schemes(info)
+        return names
 
     def table(self) -> dict[str, BackendInfo]:
         if self._table is None:
