@@ -1,8 +1,9 @@
 """The row shape every backend returns.
 
 A :class:`Row` is a ``dict`` of column name to value, so ``row["username"]``,
-``dict(row)``, ``**row`` and JSON encoding work with no conversion, and building it
-costs what psycopg's ``dict_row`` costs (measured: the same 50k-row fetch time).
+``dict(row)``, ``**row`` and JSON encoding work with no conversion. Building one costs
+what psycopg's ``dict_row`` costs, provided large batches are built under
+:class:`paused_gc` (see there).
 Positional access ``row[0]`` and attribute access ``row.username`` are offered for
 SQLAlchemy habits; they only run when a plain key lookup misses, so they cost the
 common path nothing.
@@ -10,9 +11,13 @@ common path nothing.
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
-__all__ = ["Row"]
+__all__ = ["GC_PAUSE_ROWS", "Row", "paused_gc"]
+
+#: Batches of more rows than this are built with the cyclic garbage collector paused.
+GC_PAUSE_ROWS = 1000
 
 
 class Row(dict[str, Any]):
@@ -44,3 +49,29 @@ class Row(dict[str, Any]):
 
     def __repr__(self) -> str:
         return f"Row({dict.__repr__(self)})"
+
+
+class paused_gc:
+    """Pause the cyclic garbage collector while a batch of ``rows`` Rows is built.
+
+    ``Row`` is a dict subclass, and CPython keeps every instance of one under the
+    collector's watch (it stops tracking plain dicts of plain values), so 50,000 new
+    Rows trigger collections that walk the whole live heap: measured 25-40 % slower
+    than psycopg's ``dict_row`` in a process with a few hundred thousand live objects,
+    on par with it when paused. Rows hold no reference cycles, so nothing is lost; the
+    collector is re-enabled at once, and only by the call that disabled it (a process
+    that disabled it itself is left alone). Small batches skip all of this.
+    """
+
+    __slots__ = ("_paused",)
+
+    def __init__(self, rows: int) -> None:
+        self._paused = rows > GC_PAUSE_ROWS and gc.isenabled()
+
+    def __enter__(self) -> None:
+        if self._paused:
+            gc.disable()
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._paused:
+            gc.enable()

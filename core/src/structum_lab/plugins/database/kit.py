@@ -26,7 +26,7 @@ from ._params import (
     Translator,
 )
 from ._pool_stats import PoolStats, pool_exhausted_message
-from ._rows import Row
+from ._rows import GC_PAUSE_ROWS, Row, paused_gc
 from ._secrets import ScrubbingFilter, Secrets, collect_secrets
 from ._transactions import ISOLATION_SQL, normalize_isolation
 from ._url import DatabaseURL, mask_url
@@ -34,6 +34,7 @@ from ._url import DatabaseURL, mask_url
 __all__ = [
     "ASYNCPG",
     "COMMON_OPTIONS",
+    "GC_PAUSE_ROWS",
     "GENERIC",
     "ISOLATION_SQL",
     "MYSQL",
@@ -58,6 +59,7 @@ __all__ = [
     "driver_error_code",
     "mask_url",
     "normalize_isolation",
+    "paused_gc",
     "pool_exhausted_message",
     "run_health_check",
     "run_health_check_async",

@@ -9,7 +9,6 @@ cancellation cannot leak a pooled connection.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import threading
 import time
@@ -28,10 +27,11 @@ from structum_lab.plugins.database import (
     Row,
     TransactionError,
 )
+from structum_lab.plugins.database.kit import paused_gc
 
 from ._common import ABORTED, ENDED, NESTED_OPTIONS_ERROR, NOTHING_EXECUTED, TRANSLATOR, sql_log
 from ._connection import _no_rows_or
-from ._pool import GC_PAUSE_ROWS, copy_statement, psycopg_isolation
+from ._pool import copy_statement, psycopg_isolation
 
 if TYPE_CHECKING:
     from ._async import AsyncPostgresDatabase
@@ -92,13 +92,8 @@ class AsyncPostgresResult:
             return []
         cursor = self._cursor
         try:
-            if size is not None and size > GC_PAUSE_ROWS and cursor.rowcount > GC_PAUSE_ROWS and gc.isenabled():
-                gc.disable()  # see GC_PAUSE_ROWS; the rows are already here, nothing is awaited
-                try:
-                    return await cursor.fetchmany(size)
-                finally:
-                    gc.enable()
-            return await cursor.fetchmany(size or 0)
+            with paused_gc(min(size or 0, max(cursor.rowcount, 0))):
+                return await cursor.fetchmany(size or 0)
         except psycopg.Error as exc:
             raise _no_rows_or(self._db, exc, cursor) from exc
 
@@ -107,13 +102,8 @@ class AsyncPostgresResult:
             return []
         cursor = self._cursor
         try:
-            if cursor.rowcount > GC_PAUSE_ROWS and gc.isenabled():
-                gc.disable()  # see GC_PAUSE_ROWS; the rows are already here, nothing is awaited
-                try:
-                    return await cursor.fetchall()
-                finally:
-                    gc.enable()
-            return await cursor.fetchall()
+            with paused_gc(cursor.rowcount):
+                return await cursor.fetchall()
         except psycopg.Error as exc:
             raise _no_rows_or(self._db, exc, cursor) from exc
 

@@ -12,7 +12,6 @@ The context managers are classes (not ``@contextmanager``): they sit on the hot 
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 import time
@@ -31,9 +30,10 @@ from structum_lab.plugins.database import (
     Row,
     TransactionError,
 )
+from structum_lab.plugins.database.kit import paused_gc
 
 from ._common import ABORTED, ENDED, NESTED_OPTIONS_ERROR, NO_ROWS, NOTHING_EXECUTED, TRANSLATOR, sql_log
-from ._pool import GC_PAUSE_ROWS, copy_statement, psycopg_isolation
+from ._pool import copy_statement, psycopg_isolation
 
 if TYPE_CHECKING:
     from ._database import PostgresDatabase
@@ -97,13 +97,8 @@ class PostgresResult:
             return []
         cursor = self._cursor
         try:
-            if size is not None and size > GC_PAUSE_ROWS and cursor.rowcount > GC_PAUSE_ROWS and gc.isenabled():
-                gc.disable()  # see GC_PAUSE_ROWS
-                try:
-                    return cursor.fetchmany(size)
-                finally:
-                    gc.enable()
-            return cursor.fetchmany(size or 0)
+            with paused_gc(min(size or 0, max(cursor.rowcount, 0))):
+                return cursor.fetchmany(size or 0)
         except psycopg.Error as exc:
             raise _no_rows_or(self._db, exc, cursor) from exc
 
@@ -112,13 +107,8 @@ class PostgresResult:
             return []
         cursor = self._cursor
         try:
-            if cursor.rowcount > GC_PAUSE_ROWS and gc.isenabled():
-                gc.disable()  # see GC_PAUSE_ROWS
-                try:
-                    return cursor.fetchall()
-                finally:
-                    gc.enable()
-            return cursor.fetchall()
+            with paused_gc(cursor.rowcount):
+                return cursor.fetchall()
         except psycopg.Error as exc:
             raise _no_rows_or(self._db, exc, cursor) from exc
 

@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from psycopg import AsyncConnection, Connection
 
 __all__ = [
-    "GC_PAUSE_ROWS",
     "ConnectMonitor",
     "async_connection_class",
     "copy_statement",
@@ -56,17 +55,6 @@ _PSYCOPG_ISOLATION: Final = {
     "repeatable_read": "REPEATABLE_READ",
     "serializable": "SERIALIZABLE",
 }
-
-
-#: ``fetchall()`` (and ``fetchmany(size)``) of more rows than this pause the cyclic garbage
-#: collector while psycopg builds the rows. ``Row`` is a dict subclass, and CPython keeps
-#: every instance of one in the collector's care (it stops tracking plain dicts of plain
-#: values), so 50,000 new Rows trigger collections that walk the whole live heap: measured
-#: 25-40 % slower than psycopg's ``dict_row`` in a process with a few hundred thousand live
-#: objects, and on par with it with the collector paused. Rows hold no reference cycles,
-#: so nothing is lost; the collector is re-enabled at once, and only by the call that
-#: disabled it (a process that disabled it itself is left alone).
-GC_PAUSE_ROWS: Final = 1000
 
 
 def psycopg_isolation(level: IsolationLevel | None) -> Any:

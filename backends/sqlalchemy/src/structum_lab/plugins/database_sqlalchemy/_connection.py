@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from structum_lab.plugins.database import Params, ProgrammingError, Row, TransactionError
-from structum_lab.plugins.database.kit import Translator
+from structum_lab.plugins.database.kit import Translator, paused_gc
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -96,7 +96,8 @@ class SQLAlchemyResult:
         if not batch:
             self._exhausted()
         keys = self._keys
-        return [Row(zip(keys, values, strict=True)) for values in batch]
+        with paused_gc(len(batch)):
+            return [Row(zip(keys, values, strict=False)) for values in batch]  # the cursor gives one value per key
 
     def fetchall(self) -> list[Row]:
         cursor = self._rows_cursor()
@@ -105,7 +106,8 @@ class SQLAlchemyResult:
         batch = cursor.fetchall()
         self._exhausted()
         keys = self._keys
-        return [Row(zip(keys, values, strict=True)) for values in batch]
+        with paused_gc(len(batch)):
+            return [Row(zip(keys, values, strict=False)) for values in batch]  # the cursor gives one value per key
 
     def scalar(self) -> Any:
         cursor = self._rows_cursor()
