@@ -10,6 +10,7 @@ from __future__ import annotations
 from ._base import DatabaseBase
 from ._driver_errors import driver_error_code, translate_error
 from ._health import OK_MESSAGE, run_health_check, run_health_check_async
+from ._messages import ABORTED_TRANSACTION, CONNECTION_ENDED, NESTED_OPTIONS, NO_ROWS, NOTHING_EXECUTED
 from ._options import COMMON_OPTIONS, Option, validate_options
 from ._params import (
     ASYNCPG,
@@ -27,11 +28,17 @@ from ._params import (
 )
 from ._pool_stats import PoolStats, pool_exhausted_message
 from ._rows import GC_PAUSE_ROWS, Row, paused_gc
+from ._scope import TransactionScope, current_task_id
 from ._secrets import ScrubbingFilter, Secrets, collect_secrets
 from ._transactions import ISOLATION_SQL, normalize_isolation
 from ._url import DatabaseURL, mask_url
 
 __all__ = [
+    "ABORTED_TRANSACTION",
+    "CONNECTION_ENDED",
+    "NESTED_OPTIONS",
+    "NOTHING_EXECUTED",
+    "NO_ROWS",
     "ASYNCPG",
     "COMMON_OPTIONS",
     "GC_PAUSE_ROWS",
@@ -54,8 +61,10 @@ __all__ = [
     "ScrubbingFilter",
     "Secrets",
     "Statement",
+    "TransactionScope",
     "Translator",
     "collect_secrets",
+    "current_task_id",
     "driver_error_code",
     "mask_url",
     "normalize_isolation",

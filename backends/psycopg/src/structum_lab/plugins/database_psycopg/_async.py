@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from contextvars import ContextVar
 from time import monotonic
 from typing import Any
 
@@ -22,7 +21,7 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 from structum_lab.plugins.database import DatabaseURL, HealthCheckResult, IsolationLevel
 from structum_lab.plugins.database.kit import normalize_isolation, run_health_check_async
 
-from ._async_connection import AsyncPostgresConnection, AsyncPostgresResult, _AsyncTransaction, task_id
+from ._async_connection import AsyncPostgresConnection, AsyncPostgresResult, _AsyncTransaction
 from ._common import CLOSE_WAIT, COLD_SLICE, PostgresBase
 from ._pool import async_connection_class
 
@@ -46,7 +45,6 @@ class AsyncPostgresDatabase(PostgresBase):
     is_async = True
 
     _pool: AsyncConnectionPool[Any]
-    _current: ContextVar[tuple[AsyncPostgresConnection, int] | None]
 
     def __init__(
         self,
@@ -145,11 +143,6 @@ class AsyncPostgresDatabase(PostgresBase):
         Nested in an open transaction of the same task, it becomes a savepoint.
         """
         return _AsyncTransaction(self, normalize_isolation(isolation) if isolation else None, readonly)
-
-    def in_transaction(self) -> bool:
-        """Whether the calling task has a transaction open on this database."""
-        current = self._current.get()
-        return current is not None and current[1] == task_id() and not current[0].closed
 
     async def get_connection(self) -> AsyncPostgresConnection:
         """A connection you end yourself: ``await conn.commit()``, then ``await conn.close()``.

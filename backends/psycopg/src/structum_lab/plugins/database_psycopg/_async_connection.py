@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, cast
@@ -27,16 +26,22 @@ from structum_lab.plugins.database import (
     Row,
     TransactionError,
 )
-from structum_lab.plugins.database.kit import paused_gc
+from structum_lab.plugins.database.kit import (
+    ABORTED_TRANSACTION,
+    CONNECTION_ENDED,
+    NESTED_OPTIONS,
+    NOTHING_EXECUTED,
+    paused_gc,
+)
 
-from ._common import ABORTED, ENDED, NESTED_OPTIONS_ERROR, NOTHING_EXECUTED, TRANSLATOR, sql_log
+from ._common import TRANSLATOR, sql_log
 from ._connection import _no_rows_or
 from ._pool import copy_statement, psycopg_isolation
 
 if TYPE_CHECKING:
     from ._async import AsyncPostgresDatabase
 
-__all__ = ["AsyncPostgresConnection", "AsyncPostgresResult", "async_commit", "task_id"]
+__all__ = ["AsyncPostgresConnection", "AsyncPostgresResult", "async_commit"]
 
 log = logging.getLogger("structum_lab.plugins.database")
 
@@ -44,16 +49,6 @@ _IDLE = pq.TransactionStatus.IDLE
 _INERROR = pq.TransactionStatus.INERROR
 _INTRANS = pq.TransactionStatus.INTRANS
 _translate_sql = TRANSLATOR.__call__
-_current_task = asyncio.current_task
-ASYNC_ENDED = ENDED.replace("'with db.transaction()'", "'async with db.transaction()'").replace(
-    "db.get_connection()", "await db.get_connection()"
-)
-
-
-def task_id() -> int:
-    """The running task (a transaction belongs to the task that opened it)."""
-    task = _current_task()
-    return id(task) if task is not None else threading.get_ident()
 
 
 class AsyncPostgresResult:
@@ -176,7 +171,7 @@ class AsyncPostgresConnection:
     def _live(self) -> psycopg.AsyncConnection[Row]:
         raw = self._raw
         if raw is None:
-            raise TransactionError(ASYNC_ENDED)
+            raise TransactionError(CONNECTION_ENDED)
         return raw
 
     @property
@@ -192,7 +187,7 @@ class AsyncPostgresConnection:
         """Run one statement: ``:name`` with a dict, ``%s``/``$1`` with a tuple or list, ``%(name)s`` with a dict."""
         raw = self._raw
         if raw is None:
-            raise TransactionError(ASYNC_ENDED)
+            raise TransactionError(CONNECTION_ENDED)
         query, bound = _translate_sql(sql, params)
         cursor = raw.cursor()
         try:
@@ -302,11 +297,11 @@ class _AsyncTransaction:
 
     async def __aenter__(self) -> AsyncPostgresConnection:
         db = self._db
-        current = db._current.get()
-        if current is not None and current[1] == task_id() and current[0]._raw is not None:
+        current = db._scope.current()
+        if current is not None:
             if self._isolation is not None or self._readonly:
-                raise TransactionError(NESTED_OPTIONS_ERROR)
-            self._nested = nested = _AsyncSavepoint(current[0])
+                raise TransactionError(NESTED_OPTIONS)
+            self._nested = nested = _AsyncSavepoint(current)
             return await nested.__aenter__()
         if db._observed():
             self._started = time.perf_counter()
@@ -321,7 +316,7 @@ class _AsyncTransaction:
                 await asyncio.shield(db._release(raw))
                 raise
         self._conn = conn = AsyncPostgresConnection(db, raw)
-        self._token = db._current.set((conn, task_id()))
+        self._token = db._scope.enter(conn)
         return conn
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
@@ -330,7 +325,7 @@ class _AsyncTransaction:
             return
         db = self._db
         conn = self._conn
-        db._current.reset(self._token)
+        db._scope.leave(self._token)
         raw = conn._raw
         error: BaseException | None = exc
         if raw is None:  # closed inside the block: its work was rolled back
@@ -373,7 +368,7 @@ async def async_commit(db: Any, raw: psycopg.AsyncConnection[Row]) -> None:
             await raw.rollback()
         except psycopg.Error:
             log.debug("rollback of an aborted transaction failed", exc_info=True)
-        raise TransactionError(ABORTED, sqlstate="25P02", backend="psycopg")
+        raise TransactionError(ABORTED_TRANSACTION, sqlstate="25P02", backend="psycopg")
     try:
         await raw.commit()
     except psycopg.Error as exc:

@@ -8,7 +8,6 @@ import logging
 import sys
 import threading
 from collections.abc import Mapping
-from contextvars import ContextVar
 from typing import Any, Final, cast
 
 from structum_lab.plugins.database import (
@@ -25,6 +24,7 @@ from structum_lab.plugins.database.kit import (
     PSYCOPG,
     DatabaseBase,
     PoolStats,
+    TransactionScope,
     Translator,
     pool_exhausted_message,
 )
@@ -33,13 +33,8 @@ from ._pool import ConnectMonitor, psycopg_isolation, row_factory
 from ._settings import PoolSettings, resolve_settings
 
 __all__ = [
-    "ABORTED",
     "CLOSE_WAIT",
     "COLD_SLICE",
-    "ENDED",
-    "NESTED_OPTIONS_ERROR",
-    "NOTHING_EXECUTED",
-    "NO_ROWS",
     "TRANSLATOR",
     "PostgresBase",
     "sql_log",
@@ -59,25 +54,6 @@ COLD_SLICE: Final = 0.05
 #: stuck connecting to a silent server; psycopg_pool joins them one by one.
 CLOSE_WAIT: Final = 0.25
 
-NESTED_OPTIONS_ERROR: Final = (
-    "isolation and readonly apply to a whole transaction; this transaction() is nested in an "
-    "open one (it becomes a savepoint), so set them on the outermost transaction()"
-)
-ENDED: Final = (
-    "this connection's transaction has ended (its 'with db.transaction()' block exited or close() was called); "
-    "open a new one with db.transaction() or db.get_connection()"
-)
-NO_ROWS: Final = (
-    "the statement returned no rows (INSERT/UPDATE/DELETE without RETURNING); "
-    "use result.rowcount for the number of affected rows"
-)
-NOTHING_EXECUTED: Final = "no statement has been executed on this connection yet; call execute() first"
-ABORTED: Final = (
-    "the transaction was rolled back, not committed: a statement in it failed and the transaction was not "
-    "rolled back to a savepoint, so PostgreSQL aborted it. Catch errors inside 'with conn.transaction():' "
-    "(a savepoint) to continue after a failed statement"
-)
-
 
 class PostgresBase(DatabaseBase):
     """Base of the two psycopg database classes."""
@@ -85,7 +61,7 @@ class PostgresBase(DatabaseBase):
     backend_name = "psycopg"
 
     _pool: Any
-    _current: ContextVar[Any]
+    _scope: TransactionScope[Any]
 
     def _init_common(
         self,
@@ -126,12 +102,16 @@ class PostgresBase(DatabaseBase):
         self._cleared_at = 0.0
         self._renew_lock = threading.Lock()
         self._pool_name = f"structum-{self._name}"
-        self._current = ContextVar(f"structum_psycopg_{'async_' if is_async else ''}{id(self)}", default=None)
+        self._scope = TransactionScope(f"structum_psycopg_{'async_' if is_async else ''}{id(self)}", is_async=is_async)
         if echo:
             _enable_echo()
         return settings
 
     # -- shared behaviour --------------------------------------------------------------
+
+    def in_transaction(self) -> bool:
+        """Whether the calling thread (or task) has a transaction open on this database."""
+        return self._scope.current() is not None
 
     @property
     def settings(self) -> PoolSettings:

@@ -13,7 +13,6 @@ The context managers are classes (not ``@contextmanager``): they sit on the hot 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -30,9 +29,16 @@ from structum_lab.plugins.database import (
     Row,
     TransactionError,
 )
-from structum_lab.plugins.database.kit import paused_gc
+from structum_lab.plugins.database.kit import (
+    ABORTED_TRANSACTION,
+    CONNECTION_ENDED,
+    NESTED_OPTIONS,
+    NO_ROWS,
+    NOTHING_EXECUTED,
+    paused_gc,
+)
 
-from ._common import ABORTED, ENDED, NESTED_OPTIONS_ERROR, NO_ROWS, NOTHING_EXECUTED, TRANSLATOR, sql_log
+from ._common import TRANSLATOR, sql_log
 from ._pool import copy_statement, psycopg_isolation
 
 if TYPE_CHECKING:
@@ -45,7 +51,6 @@ log = logging.getLogger("structum_lab.plugins.database")
 _IDLE = pq.TransactionStatus.IDLE
 _INERROR = pq.TransactionStatus.INERROR
 _translate_sql = TRANSLATOR.__call__
-_get_ident = threading.get_ident
 
 
 def _no_rows_or(db: Any, exc: psycopg.Error, cursor: Any) -> DatabaseError:
@@ -189,7 +194,7 @@ class PostgresConnection:
     def _live(self) -> psycopg.Connection[Row]:
         raw = self._raw
         if raw is None:
-            raise TransactionError(ENDED)
+            raise TransactionError(CONNECTION_ENDED)
         return raw
 
     @property
@@ -207,7 +212,7 @@ class PostgresConnection:
         """Run one statement: ``:name`` with a dict, ``%s``/``$1`` with a tuple or list, ``%(name)s`` with a dict."""
         raw = self._raw
         if raw is None:
-            raise TransactionError(ENDED)
+            raise TransactionError(CONNECTION_ENDED)
         query, bound = _translate_sql(sql, params)
         cursor = raw.cursor()
         try:
@@ -323,11 +328,11 @@ class _Transaction:
 
     def __enter__(self) -> PostgresConnection:
         db = self._db
-        current = db._current.get()
-        if current is not None and current[1] == _get_ident() and current[0]._raw is not None:
+        current = db._scope.current()
+        if current is not None:
             if self._isolation is not None or self._readonly:
-                raise TransactionError(NESTED_OPTIONS_ERROR)
-            self._nested = nested = _Savepoint(current[0])
+                raise TransactionError(NESTED_OPTIONS)
+            self._nested = nested = _Savepoint(current)
             return nested.__enter__()
         if db._observed():
             self._started = time.perf_counter()
@@ -342,7 +347,7 @@ class _Transaction:
                 db._release(raw)
                 raise
         self._conn = conn = PostgresConnection(db, raw)
-        self._token = db._current.set((conn, _get_ident()))
+        self._token = db._scope.enter(conn)
         return conn
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
@@ -351,7 +356,7 @@ class _Transaction:
             return
         db = self._db
         conn = self._conn
-        db._current.reset(self._token)
+        db._scope.leave(self._token)
         raw = conn._raw
         error: BaseException | None = exc
         outcome: Literal["commit", "rollback"] = "commit" if exc_type is None else "rollback"
@@ -391,7 +396,7 @@ def commit(db: Any, raw: psycopg.Connection[Row]) -> None:
             raw.rollback()
         except psycopg.Error:
             log.debug("rollback of an aborted transaction failed", exc_info=True)
-        raise TransactionError(ABORTED, sqlstate="25P02", backend="psycopg")
+        raise TransactionError(ABORTED_TRANSACTION, sqlstate="25P02", backend="psycopg")
     try:
         raw.commit()
     except psycopg.Error as exc:

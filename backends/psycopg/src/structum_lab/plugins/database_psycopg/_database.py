@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
-from contextvars import ContextVar
 from time import monotonic
 from typing import Any
 
@@ -53,7 +52,6 @@ class PostgresDatabase(PostgresBase):
     """
 
     _pool: ConnectionPool[Any]
-    _current: ContextVar[tuple[PostgresConnection, int] | None]
 
     def __init__(
         self,
@@ -145,11 +143,6 @@ class PostgresDatabase(PostgresBase):
         this transaction only.
         """
         return _Transaction(self, normalize_isolation(isolation) if isolation else None, readonly)
-
-    def in_transaction(self) -> bool:
-        """Whether the calling thread has a transaction open on this database."""
-        current = self._current.get()
-        return current is not None and current[1] == threading.get_ident() and not current[0].closed
 
     def get_connection(self) -> PostgresConnection:
         """A connection in a transaction you end yourself: ``commit()``/``rollback()``, then ``close()``.

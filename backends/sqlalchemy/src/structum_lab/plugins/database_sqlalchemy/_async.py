@@ -10,11 +10,9 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import logging
-import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import exc as sa_exc
@@ -29,9 +27,16 @@ from structum_lab.plugins.database import (
     Row,
     TransactionError,
 )
-from structum_lab.plugins.database.kit import Translator, normalize_isolation, run_health_check_async
+from structum_lab.plugins.database.kit import (
+    CONNECTION_ENDED,
+    NESTED_OPTIONS,
+    NOTHING_EXECUTED,
+    Translator,
+    normalize_isolation,
+    run_health_check_async,
+)
 
-from ._common import NESTED_OPTIONS_ERROR, EngineDatabase
+from ._common import EngineDatabase
 from ._connection import SQLAlchemyResult, reset_driver_transaction
 from ._database import _ping
 
@@ -44,15 +49,6 @@ __all__ = ["AsyncSQLAlchemyConnection", "AsyncSQLAlchemyDatabase", "AsyncSQLAlch
 
 log = logging.getLogger("structum_lab.plugins.database")
 _NO_PARAMS = {"no_parameters": True}
-_ENDED = (
-    "this connection's transaction has ended (its 'async with db.transaction()' block exited or close() was "
-    "called); open a new one with db.transaction() or await db.get_connection()"
-)
-
-
-def _task_id() -> int:
-    task = asyncio.current_task()
-    return id(task) if task is not None else threading.get_ident()
 
 
 class AsyncSQLAlchemyResult:
@@ -130,7 +126,7 @@ class AsyncSQLAlchemyConnection:
     def _live(self) -> SAAsyncConnection:
         sa_conn = self._sa
         if sa_conn is None:
-            raise TransactionError(_ENDED)
+            raise TransactionError(CONNECTION_ENDED)
         return sa_conn
 
     @property
@@ -148,7 +144,7 @@ class AsyncSQLAlchemyConnection:
     async def execute(self, sql: str, params: Params = None) -> AsyncSQLAlchemyResult:
         sa_conn = self._sa
         if sa_conn is None:
-            raise TransactionError(_ENDED)
+            raise TransactionError(CONNECTION_ENDED)
         driver_sql, bound = self._translate_sql(sql, params)
         try:
             if bound is None:
@@ -176,7 +172,7 @@ class AsyncSQLAlchemyConnection:
 
     def _last_result(self) -> AsyncSQLAlchemyResult:
         if self._last is None:
-            raise ProgrammingError("no statement has been executed on this connection yet; call execute() first")
+            raise ProgrammingError(NOTHING_EXECUTED)
         return self._last
 
     async def fetchone(self) -> Row | None:
@@ -275,11 +271,11 @@ class _AsyncTransaction:
 
     async def __aenter__(self) -> AsyncSQLAlchemyConnection:
         db = self._db
-        current = db._current.get()
-        if current is not None and current[1] == _task_id() and not current[0].closed:
+        current = db._scope.current()
+        if current is not None:
             if self._isolation is not None or self._readonly:
-                raise TransactionError(NESTED_OPTIONS_ERROR)
-            self._nested = current[0].transaction()
+                raise TransactionError(NESTED_OPTIONS)
+            self._nested = current.transaction()
             return await self._nested.__aenter__()  # type: ignore[no-any-return]
         if db._observed():
             self._started = time.perf_counter()
@@ -295,7 +291,7 @@ class _AsyncTransaction:
                 raise db._translate(exc) from exc
             raise
         self._conn = conn
-        self._token = db._current.set((conn, _task_id()))
+        self._token = db._scope.enter(conn)
         return conn
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
@@ -304,12 +300,7 @@ class _AsyncTransaction:
             return
         db = self._db
         conn = self._conn
-        try:
-            db._current.reset(self._token)
-        except ValueError:
-            # Exited in another context than entered (a generator resumed elsewhere):
-            # forget the transaction here; never skip the commit/rollback below.
-            db._current.set(None)
+        db._scope.leave(self._token)
         error: BaseException | None = exc
         try:
             if conn.closed:
@@ -343,7 +334,6 @@ class AsyncSQLAlchemyDatabase(EngineDatabase):
 
     is_async = True
     _engine: AsyncEngine
-    _current: ContextVar[tuple[AsyncSQLAlchemyConnection, int] | None]
 
     def __init__(
         self,
@@ -398,11 +388,6 @@ class AsyncSQLAlchemyDatabase(EngineDatabase):
         """``async with db.transaction() as conn:`` - commit on success, rollback on exception."""
         return _AsyncTransaction(self, normalize_isolation(isolation) if isolation else None, readonly)
 
-    def in_transaction(self) -> bool:
-        """Whether the calling task has a transaction open on this database."""
-        current = self._current.get()
-        return current is not None and current[1] == _task_id() and not current[0].closed
-
     async def get_connection(self) -> AsyncSQLAlchemyConnection:
         """A connection you end yourself: ``await conn.commit()``, then ``await conn.close()``."""
         sa_conn = await self._checkout(None, False)
@@ -422,9 +407,9 @@ class AsyncSQLAlchemyDatabase(EngineDatabase):
         """
         from sqlalchemy.ext.asyncio import AsyncSession
 
-        current = self._current.get()
-        if current is not None and current[1] == _task_id() and not current[0].closed:
-            async with current[0].session() as joined:
+        current = self._scope.current()
+        if current is not None:
+            async with current.session() as joined:
                 yield joined
             return
         sa_conn = await self._checkout(None, False)

@@ -5,7 +5,6 @@ error translation, pool figures and the pool-exhausted error. Only the parts tha
 from __future__ import annotations
 
 from collections.abc import Mapping
-from contextvars import ContextVar
 from typing import Any, Final, cast
 
 from sqlalchemy import exc as sa_exc
@@ -23,6 +22,7 @@ from structum_lab.plugins.database import (
 from structum_lab.plugins.database.kit import (
     DatabaseBase,
     PoolStats,
+    TransactionScope,
     Translator,
     normalize_isolation,
     pool_exhausted_message,
@@ -46,11 +46,6 @@ _SA_ISOLATION: Final[dict[IsolationLevel, str]] = {
     "serializable": "SERIALIZABLE",
 }
 
-NESTED_OPTIONS_ERROR = (
-    "isolation and readonly apply to a whole transaction; this transaction() is nested in an "
-    "open one (it becomes a savepoint), so set them on the outermost transaction()"
-)
-
 
 class SQLAlchemyPoolTimeoutError(PoolTimeoutError, sa_exc.TimeoutError):
     """Pool exhausted: catchable as core ``PoolTimeoutError`` and as ``sqlalchemy.exc.TimeoutError``."""
@@ -62,7 +57,7 @@ class EngineDatabase(DatabaseBase):
     backend_name = "sqlalchemy"
 
     _engine: Any
-    _current: ContextVar[Any]
+    _scope: TransactionScope[Any]
 
     def _init_engine(
         self,
@@ -121,7 +116,7 @@ class EngineDatabase(DatabaseBase):
         install_listeners(sync_engine, statement_timeout=statement_timeout)
         dialect = sync_engine.dialect
         self._translator = Translator(lexer_for(dialect.name), target_for(dialect.driver, dialect.paramstyle))
-        self._current = ContextVar(f"structum_sqlalchemy_{id(self)}", default=None)
+        self._scope = TransactionScope(f"structum_sqlalchemy_{id(self)}", is_async=is_async)
         self._pool_size = pool_size
         self._max_overflow = max_overflow
         self._pool_timeout = pool_timeout
@@ -153,6 +148,10 @@ class EngineDatabase(DatabaseBase):
             figures = {"checked_out": out, "available": int(not out), "total": 1, "overflow": 0, "size": 1}
             figures["max_size"] = 1
         return cast("PoolInfo", {**figures, **counters})
+
+    def in_transaction(self) -> bool:
+        """Whether the calling thread (or task) has a transaction open on this database."""
+        return self._scope.current() is not None
 
     def _check_open(self) -> None:
         if self._closed:

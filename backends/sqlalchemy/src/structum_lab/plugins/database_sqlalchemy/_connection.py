@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from structum_lab.plugins.database import Params, ProgrammingError, Row, TransactionError
-from structum_lab.plugins.database.kit import Translator, paused_gc
+from structum_lab.plugins.database.kit import CONNECTION_ENDED, NO_ROWS, NOTHING_EXECUTED, Translator, paused_gc
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -25,10 +25,6 @@ if TYPE_CHECKING:
 __all__ = ["SQLAlchemyConnection", "SQLAlchemyResult", "reset_driver_transaction"]
 
 _NO_PARAMS = {"no_parameters": True}
-_ENDED = (
-    "this connection's transaction has ended (its 'with db.transaction()' block exited or close() was called); "
-    "open a new one with db.transaction() or db.get_connection()"
-)
 
 
 def reset_driver_transaction(sa_conn: sa.Connection) -> None:
@@ -65,10 +61,7 @@ class SQLAlchemyResult:
     def _rows_cursor(self) -> Any:
         """The DB-API cursor, or None once every row has been read."""
         if not self._returns_rows:
-            raise ProgrammingError(
-                "the statement returned no rows (INSERT/UPDATE/DELETE without RETURNING); "
-                "use result.rowcount for the number of affected rows"
-            )
+            raise ProgrammingError(NO_ROWS)
         return self._cursor
 
     def _exhausted(self) -> None:
@@ -177,7 +170,7 @@ class SQLAlchemyConnection:
     def _live(self) -> sa.Connection:
         sa_conn = self._sa
         if sa_conn is None:
-            raise TransactionError(_ENDED)
+            raise TransactionError(CONNECTION_ENDED)
         return sa_conn
 
     @property
@@ -198,7 +191,7 @@ class SQLAlchemyConnection:
         """Run one statement; ``:name`` placeholders with a dict (``%s``/``$1`` with a tuple also work)."""
         sa_conn = self._sa
         if sa_conn is None:
-            raise TransactionError(_ENDED)
+            raise TransactionError(CONNECTION_ENDED)
         driver_sql, bound = self._translate_sql(sql, params)
         try:
             if bound is None:
@@ -227,7 +220,7 @@ class SQLAlchemyConnection:
 
     def _last_result(self) -> SQLAlchemyResult:
         if self._last is None:
-            raise ProgrammingError("no statement has been executed on this connection yet; call execute() first")
+            raise ProgrammingError(NOTHING_EXECUTED)
         return self._last
 
     def fetchone(self) -> Row | None:

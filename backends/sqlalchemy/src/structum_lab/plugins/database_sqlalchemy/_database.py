@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from structum_lab.plugins.database import DatabaseURL, HealthCheckResult, IsolationLevel, TransactionError
-from structum_lab.plugins.database.kit import normalize_isolation, run_health_check
+from structum_lab.plugins.database.kit import NESTED_OPTIONS, normalize_isolation, run_health_check
 
-from ._common import NESTED_OPTIONS_ERROR, EngineDatabase, SQLAlchemyPoolTimeoutError
+from ._common import EngineDatabase, SQLAlchemyPoolTimeoutError
 from ._connection import SQLAlchemyConnection
 
 if TYPE_CHECKING:
@@ -41,11 +39,11 @@ class _Transaction:
 
     def __enter__(self) -> SQLAlchemyConnection:
         db = self._db
-        current = db._current.get()
-        if current is not None and current[1] == threading.get_ident() and not current[0].closed:
+        current = db._scope.current()
+        if current is not None:
             if self._isolation is not None or self._readonly:
-                raise TransactionError(NESTED_OPTIONS_ERROR)
-            self._nested = current[0].transaction()
+                raise TransactionError(NESTED_OPTIONS)
+            self._nested = current.transaction()
             return self._nested.__enter__()  # type: ignore[no-any-return]
         if db._observed():
             self._started = time.perf_counter()
@@ -61,7 +59,7 @@ class _Transaction:
                 raise db._translate(exc) from exc
             raise
         self._conn = conn
-        self._token = db._current.set((conn, threading.get_ident()))
+        self._token = db._scope.enter(conn)
         return conn
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
@@ -70,12 +68,7 @@ class _Transaction:
             return
         db = self._db
         conn = self._conn
-        try:
-            db._current.reset(self._token)
-        except ValueError:
-            # Exited in another context than entered (a generator resumed elsewhere):
-            # forget the transaction here; never skip the commit/rollback below.
-            db._current.set(None)
+        db._scope.leave(self._token)
         error: BaseException | None = exc
         try:
             if conn.closed:
@@ -109,7 +102,6 @@ class SQLAlchemyDatabase(EngineDatabase):
     """
 
     _engine: sa.Engine
-    _current: ContextVar[tuple[SQLAlchemyConnection, int] | None]
 
     def __init__(
         self,
@@ -165,11 +157,6 @@ class SQLAlchemyDatabase(EngineDatabase):
         """
         return _Transaction(self, normalize_isolation(isolation) if isolation else None, readonly)
 
-    def in_transaction(self) -> bool:
-        """Whether the calling thread has a transaction open on this database."""
-        current = self._current.get()
-        return current is not None and current[1] == threading.get_ident() and not current[0].closed
-
     def get_connection(self) -> SQLAlchemyConnection:
         """A connection in a transaction you end yourself: ``commit()``/``rollback()``, then ``close()``.
 
@@ -192,9 +179,9 @@ class SQLAlchemyDatabase(EngineDatabase):
         """
         from sqlalchemy.orm import Session
 
-        current = self._current.get()
-        if current is not None and current[1] == threading.get_ident() and not current[0].closed:
-            with current[0].session() as joined:
+        current = self._scope.current()
+        if current is not None:
+            with current.session() as joined:
                 yield joined
             return
         sa_conn = self._checkout(None, False)
