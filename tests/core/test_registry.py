@@ -218,3 +218,18 @@ def test_third_party_backend_end_to_end_through_connect(site: Path, tmp_path: Pa
         db.shutdown()
     with pytest.raises(ConfigurationError, match=r"unknown option 'flavor'; did you mean 'flavour'\?"):
         connect(f"thirdparty:///{tmp_path}/third.db", flavor="spicy")
+
+
+@pytest.mark.parametrize(
+    ("plugin", "driver"),
+    [
+        ("structum_lab.plugins.database_sqlalchemy._plugin", "sqlalchemy"),
+        ("structum_lab.plugins.database_psycopg._plugin", "psycopg"),
+    ],
+)
+def test_loading_a_backend_plugin_does_not_import_its_driver(plugin: str, driver: str) -> None:
+    import subprocess
+
+    code = f"import sys, {plugin}; print({driver!r} in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -176,3 +176,28 @@ async def test_no_leak_after_1000_mixed_transactions(db: Any) -> None:
     committed = [i for i in range(1000) if i % 3]
     expected = {1: 100 + sum(1 for i in committed if i % 2 == 0), 2: 100 + sum(1 for i in committed if i % 2 == 1)}
     assert await balances(db) == expected
+
+
+async def test_failed_statement_without_savepoint(db: Any, observer: Any, open_async_db: Callable[..., Any]) -> None:
+    dialect = open_async_db.dialect  # type: ignore[attr-defined]
+    if dialect == "postgresql" and "asyncpg" not in db.url:
+        with pytest.raises(TransactionError, match="rolled back, not committed"):
+            async with db.transaction() as conn:
+                await conn.execute("UPDATE acct SET balance = 1 WHERE id = 1")
+                with contextlib.suppress(DatabaseError):
+                    await conn.execute("INSERT INTO acct (id, balance) VALUES (1, 0)")
+        assert await balances(observer) == {1: 100, 2: 100}
+    elif dialect == "postgresql":
+        # asyncpg does not expose the aborted state: COMMIT rolls back, as PostgreSQL decides.
+        async with db.transaction() as conn:
+            await conn.execute("UPDATE acct SET balance = 1 WHERE id = 1")
+            with contextlib.suppress(DatabaseError):
+                await conn.execute("INSERT INTO acct (id, balance) VALUES (1, 0)")
+        assert await balances(observer) == {1: 100, 2: 100}
+    else:
+        async with db.transaction() as conn:
+            await conn.execute("UPDATE acct SET balance = 1 WHERE id = 1")
+            with contextlib.suppress(DatabaseError):
+                await conn.execute("INSERT INTO acct (id, balance) VALUES (1, 0)")
+        assert await balances(observer) == {1: 1, 2: 100}
+    assert db.get_pool_info()["checked_out"] == 0

@@ -195,3 +195,23 @@ def test_no_leak_after_1000_mixed_transactions(db: Any) -> None:
     expected_1 = 100 + sum(1 for i in committed if i % 2 == 0) + sum(1 for i in committed if i % 7 == 0)
     expected_2 = 100 + sum(1 for i in committed if i % 2 == 1)
     assert balances(db) == {1: expected_1, 2: expected_2}
+
+
+def test_failed_statement_without_savepoint(db: Any, observer: Any, open_db: Callable[..., Any]) -> None:
+    """PostgreSQL aborts the whole transaction on an error; COMMIT would silently roll back,
+    so the layer raises instead. MariaDB and SQLite undo only the failed statement."""
+    dialect = open_db.dialect  # type: ignore[attr-defined]
+    if dialect == "postgresql":
+        with pytest.raises(TransactionError, match="rolled back, not committed") as info, db.transaction() as conn:
+            conn.execute("UPDATE acct SET balance = 1 WHERE id = 1")
+            with contextlib.suppress(DatabaseError):
+                conn.execute("INSERT INTO acct (id, balance) VALUES (1, 0)")  # duplicate key
+        assert info.value.sqlstate == "25P02"
+        assert balances(observer) == {1: 100, 2: 100}
+    else:
+        with db.transaction() as conn:
+            conn.execute("UPDATE acct SET balance = 1 WHERE id = 1")
+            with contextlib.suppress(DatabaseError):
+                conn.execute("INSERT INTO acct (id, balance) VALUES (1, 0)")
+        assert balances(observer) == {1: 1, 2: 100}
+    assert db.get_pool_info()["checked_out"] == 0

@@ -1,24 +1,35 @@
 """SQLAlchemy backend for Structum Database.
 
-``SQLAlchemyDatabase`` is also importable from ``structum_lab.plugins.database``.
-The asyncio class loads on first use, so sync users need no greenlet.
+``SQLAlchemyDatabase`` and ``AsyncSQLAlchemyDatabase`` are also importable from
+``structum_lab.plugins.database``. Both load on first use, so importing this package
+(as the registry does to read the plugin) does not import SQLAlchemy, and sync users
+need no greenlet.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._database import SQLAlchemyDatabase, SQLAlchemyPoolTimeoutError
-
 if TYPE_CHECKING:
     from ._async import AsyncSQLAlchemyDatabase
+    from ._common import SQLAlchemyPoolTimeoutError
+    from ._database import SQLAlchemyDatabase
 
 __all__ = ["AsyncSQLAlchemyDatabase", "SQLAlchemyDatabase", "SQLAlchemyPoolTimeoutError"]
 
+_LAZY = {
+    "SQLAlchemyDatabase": "._database",
+    "SQLAlchemyPoolTimeoutError": "._common",
+    "AsyncSQLAlchemyDatabase": "._async",
+}
+
 
 def __getattr__(name: str) -> Any:
-    if name == "AsyncSQLAlchemyDatabase":
-        from ._async import AsyncSQLAlchemyDatabase
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
 
-        return AsyncSQLAlchemyDatabase
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value

@@ -19,6 +19,7 @@ from sqlalchemy import exc as sa_exc
 
 from structum_lab.plugins.database import (
     ConfigurationError,
+    DatabaseError,
     DatabaseURL,
     HealthCheckResult,
     IsolationLevel,
@@ -28,6 +29,7 @@ from structum_lab.plugins.database import (
     TransactionError,
 )
 from structum_lab.plugins.database.kit import (
+    ABORTED_TRANSACTION,
     CONNECTION_ENDED,
     NESTED_OPTIONS,
     NOTHING_EXECUTED,
@@ -37,7 +39,7 @@ from structum_lab.plugins.database.kit import (
 )
 
 from ._common import EngineDatabase
-from ._connection import SQLAlchemyResult, reset_driver_transaction
+from ._connection import SQLAlchemyResult, postgres_aborted, reset_driver_transaction
 from ._database import _ping
 
 if TYPE_CHECKING:
@@ -196,6 +198,9 @@ class AsyncSQLAlchemyConnection:
 
     async def commit(self) -> None:
         sa_conn = self._live()
+        if self._db._dialect == "postgresql" and postgres_aborted(sa_conn.sync_connection):
+            await self.rollback()
+            raise TransactionError(ABORTED_TRANSACTION, sqlstate="25P02", backend="sqlalchemy")
         try:
             if self._tx is not None and self._tx.is_active:
                 await self._tx.commit()
@@ -232,6 +237,9 @@ class AsyncSQLAlchemyConnection:
         tx = self._tx
         sa_conn = self._live()
         if commit:
+            if self._db._dialect == "postgresql" and postgres_aborted(sa_conn.sync_connection):
+                await self._finish(commit=False)
+                raise TransactionError(ABORTED_TRANSACTION, sqlstate="25P02", backend="sqlalchemy")
             try:
                 if tx is not None and tx.is_active:
                     await tx.commit()
@@ -311,6 +319,9 @@ class _AsyncTransaction:
                 except sa_exc.DBAPIError as commit_error:
                     error = db._translate(commit_error)
                     raise error from commit_error
+                except DatabaseError as refused:  # an aborted transaction is not reported as committed
+                    error = refused
+                    raise
             else:
                 try:
                     await conn._finish(commit=False)

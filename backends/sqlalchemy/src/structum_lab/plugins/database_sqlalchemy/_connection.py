@@ -15,16 +15,38 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from structum_lab.plugins.database import Params, ProgrammingError, Row, TransactionError
-from structum_lab.plugins.database.kit import CONNECTION_ENDED, NO_ROWS, NOTHING_EXECUTED, Translator, paused_gc
+from structum_lab.plugins.database.kit import (
+    ABORTED_TRANSACTION,
+    CONNECTION_ENDED,
+    NO_ROWS,
+    NOTHING_EXECUTED,
+    Translator,
+    paused_gc,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from ._database import SQLAlchemyDatabase
 
+_PQ_INERROR = 3  # libpq's PQTRANS_INERROR
+
 __all__ = ["SQLAlchemyConnection", "SQLAlchemyResult", "reset_driver_transaction"]
 
 _NO_PARAMS = {"no_parameters": True}
+
+
+def postgres_aborted(sa_conn: sa.Connection | None) -> bool:
+    """PostgreSQL has aborted the transaction: a statement failed and no savepoint was
+    rolled back to. COMMIT would then silently roll back; we report it instead.
+
+    Only psycopg exposes the state (``info.transaction_status``); other drivers say no.
+    """
+    if sa_conn is None:
+        return False
+    driver = sa_conn.connection.driver_connection
+    status = getattr(getattr(driver, "info", None), "transaction_status", None)
+    return status is not None and int(status) == _PQ_INERROR
 
 
 def reset_driver_transaction(sa_conn: sa.Connection) -> None:
@@ -252,6 +274,9 @@ class SQLAlchemyConnection:
     def commit(self) -> None:
         """Commit the work so far; the connection stays usable in a new transaction."""
         sa_conn = self._live()
+        if self._db._dialect == "postgresql" and postgres_aborted(sa_conn):
+            self.rollback()
+            raise TransactionError(ABORTED_TRANSACTION, sqlstate="25P02", backend="sqlalchemy")
         try:
             if self._tx is not None and self._tx.is_active:
                 self._tx.commit()
@@ -291,6 +316,9 @@ class SQLAlchemyConnection:
         tx = self._tx
         sa_conn = self._live()
         if commit:
+            if self._db._dialect == "postgresql" and postgres_aborted(sa_conn):
+                self._finish(commit=False)
+                raise TransactionError(ABORTED_TRANSACTION, sqlstate="25P02", backend="sqlalchemy")
             try:
                 if tx is not None and tx.is_active:
                     tx.commit()

@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from structum_lab.plugins.database import DatabaseURL, HealthCheckResult, IsolationLevel, TransactionError
+from structum_lab.plugins.database import (
+    DatabaseError,
+    DatabaseURL,
+    HealthCheckResult,
+    IsolationLevel,
+    TransactionError,
+)
 from structum_lab.plugins.database.kit import NESTED_OPTIONS, normalize_isolation, run_health_check
 
 from ._common import EngineDatabase, SQLAlchemyPoolTimeoutError
@@ -79,6 +85,9 @@ class _Transaction:
                 except sa_exc.DBAPIError as commit_error:
                     error = db._translate(commit_error)
                     raise error from commit_error
+                except DatabaseError as refused:  # an aborted transaction is not reported as committed
+                    error = refused
+                    raise
             else:
                 try:
                     conn._finish(commit=False)
