@@ -6,7 +6,6 @@ folder are not affected.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,14 +32,7 @@ def fastapi_isolation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
 
 @pytest.fixture(params=["sqlalchemy", "psycopg"])
 def db_backend(request: pytest.FixtureRequest) -> str:
-    """The backend the configured databases use (psycopg once its distribution exists)."""
-    if request.param == "psycopg":
-        try:
-            module = importlib.import_module("structum_lab.plugins.database_psycopg")
-            module.PostgresDatabase  # noqa: B018
-            module.AsyncPostgresDatabase  # noqa: B018
-        except (ImportError, AttributeError) as exc:
-            pytest.skip(f"the psycopg backend (structum-database-psycopg) is not available yet: {exc}")
+    """The backend the configured databases use."""
     return str(request.param)
 
 

@@ -1,7 +1,8 @@
 """A real PgBouncer in transaction mode: psycopg's prepared statements break there, and
 ``prepare_threshold=None`` (``prepare_threshold = false`` in TOML) is the fix.
 
-Skipped when the ``pgbouncer`` binary is not installed (Debian: ``apt-get install pgbouncer``).
+Skipped when the ``pgbouncer`` binary is not installed (Debian: ``apt-get install pgbouncer``),
+except with STRUCTUM_REQUIRE_SERVERS=1 (CI), where that fails.
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ from structum_lab.plugins.database import PostgresDatabase, ProgrammingError
 def pgbouncer_url(pg_url: str) -> Iterator[str]:
     binary = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if os.path.exists("/usr/sbin/pgbouncer") else None)
     if binary is None:
-        pytest.skip("pgbouncer is not installed")
+        message = "pgbouncer is not installed (apt-get install pgbouncer)"
+        if os.environ.get("STRUCTUM_REQUIRE_SERVERS") == "1":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
     port = closed_port()
     workdir = Path(tempfile.mkdtemp(prefix="structum-pgbouncer-"))
     (workdir / "users.txt").write_text('"postgres" ""\n')

@@ -1,0 +1,177 @@
+"""Benchmarks: every workload through the layer and through the raw driver it wraps.
+
+Both run in the same process, interleaved (raw, layer, layer, raw, ...) so that drift
+of the machine hits both alike; each repetition gives one ratio layer/raw, and the
+table reports the median and the min-max of those ratios.
+
+    python bench/run.py              # full run, prints the table
+    python bench/run.py --quick      # under a minute
+    python bench/run.py --write docs/benchmarks.md
+    python bench/run.py --only pooled_tx point_read
+
+Needs PostgreSQL (``BENCH_PG_URL``, default postgresql://postgres@127.0.0.1:5432/test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import workloads
+
+PG_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@dataclass
+class Result:
+    workload: str
+    backend: str
+    raw_label: str
+    unit: str
+    raw: list[float] = field(default_factory=list)  # seconds per repetition
+    layer: list[float] = field(default_factory=list)
+    ops: int = 1
+    extra: dict[str, str] = field(default_factory=dict)
+    target: float | None = None
+    higher_is_better_ratio: bool = False  # COPY target is a throughput ratio
+
+    @property
+    def ratios(self) -> list[float]:
+        return [lay / raw for lay, raw in zip(self.layer, self.raw, strict=True)]
+
+    def row(self) -> list[str]:
+        ratios = self.ratios
+        med = statistics.median(ratios)
+        raw_rate = self.ops / statistics.median(self.raw)
+        lay_rate = self.ops / statistics.median(self.layer)
+        if self.target is None:
+            verdict = "-"
+        elif self.higher_is_better_ratio:
+            verdict = "met" if 1 / med >= self.target else "NOT met"
+        else:
+            verdict = "met" if med <= self.target else "NOT met"
+        target = (
+            "-"
+            if self.target is None
+            else (f">= {self.target:g}x throughput" if self.higher_is_better_ratio else f"<= {self.target:g}")
+        )
+        return [
+            self.workload,
+            self.backend,
+            self.raw_label,
+            f"{raw_rate:,.0f} {self.unit}",
+            f"{lay_rate:,.0f} {self.unit}",
+            f"**{med:.3f}** ({min(ratios):.3f}-{max(ratios):.3f})",
+            target,
+            verdict,
+            "; ".join(f"{k}: {v}" for k, v in self.extra.items()),
+        ]
+
+
+def interleave(result: Result, raw: Callable[[], float], layer: Callable[[], float], reps: int) -> Result:
+    raw()  # warm-up: connections opened, statements prepared, caches filled
+    layer()
+    for rep in range(reps):
+        order = (raw, layer) if rep % 2 == 0 else (layer, raw)
+        for fn in order:
+            elapsed = fn()
+            (result.raw if fn is raw else result.layer).append(elapsed)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions and operations (< 1 minute)")
+    parser.add_argument("--write", type=Path, help="write the markdown report to this file")
+    parser.add_argument("--only", nargs="*", help="run only these workloads")
+    args = parser.parse_args()
+
+    scale = workloads.Scale.quick() if args.quick else workloads.Scale.full()
+    started = time.perf_counter()
+    results: list[Result] = []
+    for spec in workloads.all_workloads(PG_URL, scale):
+        if args.only and spec.name not in args.only:
+            continue
+        print(f"running {spec.name} [{spec.backend}] ...", file=sys.stderr, flush=True)
+        result = Result(
+            spec.name,
+            spec.backend,
+            spec.raw_label,
+            spec.unit,
+            ops=spec.ops,
+            target=spec.target,
+            higher_is_better_ratio=spec.throughput_target,
+        )
+        with spec.context() as (raw, layer):
+            interleave(result, raw, layer, scale.reps)
+        result.extra.update(spec.extra())
+        results.append(result)
+    elapsed = time.perf_counter() - started
+    report = render(results, args, elapsed)
+    print(report)
+    if args.write:
+        args.write.write_text(report)
+        print(f"wrote {args.write}", file=sys.stderr)
+
+
+def render(results: list[Result], args: argparse.Namespace, elapsed: float) -> str:
+    headers = [
+        "workload",
+        "backend",
+        "raw baseline",
+        "raw",
+        "layer",
+        "ratio layer/raw: median (min-max)",
+        "target",
+        "",
+        "notes",
+    ]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(r.row()) + " |" for r in results]
+    versions = ", ".join(
+        f"{name} {version(name)}" for name in ("psycopg", "psycopg-pool", "sqlalchemy", "asyncpg") if _has(name)
+    )
+    command = (
+        "python bench/run.py" + (" --quick" if args.quick else "") + (f" --write {args.write}" if args.write else "")
+    )
+    return "\n".join(
+        [
+            "# Benchmarks",
+            "",
+            "Regenerated by `bench/run.py`; do not edit by hand. Each ratio compares the layer with the raw",
+            "driver it wraps, measured interleaved in the same process; lower is better (1.00 = no cost).",
+            "",
+            f"- date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; run took {elapsed:.0f} s",
+            f"- command: `{command}`",
+            f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}; "
+            f"Python {platform.python_version()}; server: {workloads.server_version(PG_URL)} on loopback",
+            f"- versions: {versions}",
+            "",
+            *lines,
+            "",
+            workloads.NOTES,
+        ]
+    )
+
+
+def _has(name: str) -> bool:
+    try:
+        version(name)
+    except Exception:
+        return False
+    return True
+
+
+if __name__ == "__main__":
+    main()
