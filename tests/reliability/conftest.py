@@ -1,0 +1,36 @@
+"""Fixtures for the reliability suite: a throwaway PostgreSQL cluster and a TCP proxy."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from ._infra import Cluster, Proxy, pg_bin
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    """A PostgreSQL cluster owned by the test: it may be stopped, crashed and restarted."""
+    if pg_bin() is None:
+        message = "PostgreSQL server binaries (initdb, pg_ctl) are not installed"
+        if os.environ.get("STRUCTUM_REQUIRE_SERVERS") == "1":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    instance = Cluster()
+    instance.start()
+    try:
+        yield instance
+    finally:
+        instance.destroy()
+
+
+@pytest.fixture
+def proxy_to_pg(pg_url: str) -> Iterator[Proxy]:
+    """A TCP proxy in front of the shared PostgreSQL; switch its ``mode`` to misbehave."""
+    instance = Proxy(5432)
+    try:
+        yield instance
+    finally:
+        instance.close()
