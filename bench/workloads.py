@@ -38,6 +38,9 @@ Notes:
   give the max and p99 wait for a connection on each side (starvation shows in the max).
 - `async_50_tasks_pool_10`: 50 asyncio tasks on a pool of 10 doing point reads.
 - `health_check`: the layer's `health_check()` vs one raw `SELECT 1` on a pooled connection.
+- `single_read (db.execute)`: beyond the raw driver. The layer's `db.execute()` runs one
+  statement in autocommit (1 round trip) where the naive raw code opens a transaction
+  (BEGIN, SELECT, COMMIT: 3 round trips); a ratio below 1 is the gain.
 """
 
 
@@ -197,6 +200,38 @@ def psycopg_workloads(url: str, scale: Scale) -> list[Workload]:
             yield raw, layer
 
     work.append(Workload("point_read", "psycopg", "psycopg_pool + dict_row", "reads/s", scale.tx, point_read, 1.05))
+
+    @contextlib.contextmanager
+    def single_read() -> Iterator[tuple[Callable[[], float], Callable[[], float]]]:
+        with pools() as (raw_pool, db):
+
+            def raw() -> float:
+                def go() -> None:
+                    for i in range(scale.tx):
+                        with raw_pool.connection() as conn:
+                            conn.execute("SELECT * FROM bench_users WHERE id = %s", (i % users + 1,)).fetchone()
+
+                return _timed(go)
+
+            def layer() -> float:
+                def go() -> None:
+                    for i in range(scale.tx):
+                        db.execute("SELECT * FROM bench_users WHERE id = :id", {"id": i % users + 1}).fetchone()
+
+                return _timed(go)
+
+            yield raw, layer
+
+    work.append(
+        Workload(
+            "single_read (db.execute)",
+            "psycopg",
+            "naive pool.connection() read (3 round trips)",
+            "reads/s",
+            scale.tx,
+            single_read,
+        )
+    )
 
     @contextlib.contextmanager
     def fetch_rows() -> Iterator[tuple[Callable[[], float], Callable[[], float]]]:
@@ -490,6 +525,38 @@ def sqlalchemy_workloads(url: str, scale: Scale) -> list[Workload]:
             yield raw, layer
 
     work.append(Workload("point_read", "sqlalchemy", "text() + .mappings()", "reads/s", scale.tx, point_read, 1.05))
+
+    @contextlib.contextmanager
+    def single_read() -> Iterator[tuple[Callable[[], float], Callable[[], float]]]:
+        with engines() as (engine, db):
+
+            def raw() -> float:
+                def go() -> None:
+                    for i in range(scale.tx):
+                        with engine.begin() as conn:
+                            conn.execute(by_id, {"id": i % users + 1}).mappings().fetchone()
+
+                return _timed(go)
+
+            def layer() -> float:
+                def go() -> None:
+                    for i in range(scale.tx):
+                        db.execute("SELECT * FROM bench_users WHERE id = :id", {"id": i % users + 1}).fetchone()
+
+                return _timed(go)
+
+            yield raw, layer
+
+    work.append(
+        Workload(
+            "single_read (db.execute)",
+            "sqlalchemy",
+            "naive engine.begin() read (3 round trips)",
+            "reads/s",
+            scale.tx,
+            single_read,
+        )
+    )
 
     @contextlib.contextmanager
     def fetch_rows() -> Iterator[tuple[Callable[[], float], Callable[[], float]]]:

@@ -201,3 +201,24 @@ async def test_failed_statement_without_savepoint(db: Any, observer: Any, open_a
                 await conn.execute("INSERT INTO acct (id, balance) VALUES (1, 0)")
         assert await balances(observer) == {1: 1, 2: 100}
     assert db.get_pool_info()["checked_out"] == 0
+
+
+async def test_db_execute_runs_one_statement_on_its_own(db: Any, observer: Any) -> None:
+    result = await db.execute("UPDATE acct SET balance = :b WHERE id = :id", {"b": 7, "id": 1})
+    assert result.rowcount == 1
+    assert await balances(observer) == {1: 7, 2: 100}
+    rows = await db.execute("SELECT id, balance FROM acct ORDER BY id")
+    assert await rows.fetchone() == {"id": 1, "balance": 7}
+    assert await rows.fetchall() == [{"id": 2, "balance": 100}]
+    assert await (await db.execute("SELECT COUNT(*) AS n FROM acct")).scalar() == 2
+    with pytest.raises(DatabaseError):
+        await db.execute("SELECT * FROM no_such_table")
+    assert db.get_pool_info()["checked_out"] == 0
+
+
+async def test_db_execute_inside_a_transaction_joins_it(db: Any, observer: Any) -> None:
+    with pytest.raises(RuntimeError):
+        async with db.transaction():
+            await db.execute("UPDATE acct SET balance = 0 WHERE id = 1")
+            raise RuntimeError
+    assert await balances(observer) == {1: 100, 2: 100}

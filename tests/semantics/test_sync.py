@@ -215,3 +215,27 @@ def test_failed_statement_without_savepoint(db: Any, observer: Any, open_db: Cal
                 conn.execute("INSERT INTO acct (id, balance) VALUES (1, 0)")
         assert balances(observer) == {1: 1, 2: 100}
     assert db.get_pool_info()["checked_out"] == 0
+
+
+def test_db_execute_runs_one_statement_on_its_own(db: Any, observer: Any) -> None:
+    result = db.execute("UPDATE acct SET balance = :b WHERE id = :id", {"b": 7, "id": 1})
+    assert result.rowcount == 1
+    assert balances(observer) == {1: 7, 2: 100}  # committed at once
+    rows = db.execute("SELECT id, balance FROM acct ORDER BY id")
+    assert rows.keys() == ["id", "balance"]
+    assert rows.fetchone() == {"id": 1, "balance": 7}
+    assert rows.fetchall() == [{"id": 2, "balance": 100}]
+    assert rows.fetchone() is None
+    assert db.execute("SELECT COUNT(*) AS n FROM acct").scalar() == 2
+    assert db.get_pool_info()["checked_out"] == 0
+    with pytest.raises(DatabaseError):
+        db.execute("SELECT * FROM no_such_table")
+    assert db.get_pool_info()["checked_out"] == 0
+
+
+def test_db_execute_inside_a_transaction_joins_it(db: Any, observer: Any) -> None:
+    with pytest.raises(RuntimeError), db.transaction():
+        db.execute("UPDATE acct SET balance = 0 WHERE id = 1")
+        assert db.execute("SELECT balance FROM acct WHERE id = 1").scalar() == 0
+        raise RuntimeError
+    assert balances(observer) == {1: 100, 2: 100}

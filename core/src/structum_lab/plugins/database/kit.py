@@ -27,6 +27,7 @@ from ._params import (
     Translator,
 )
 from ._pool_stats import PoolStats, pool_exhausted_message
+from ._results import AsyncBufferedResult, BufferedResult
 from ._rows import GC_PAUSE_ROWS, Row, paused_gc
 from ._scope import TransactionScope, current_task_id
 from ._secrets import ScrubbingFilter, Secrets, collect_secrets
@@ -41,6 +42,8 @@ __all__ = [
     "NO_ROWS",
     "ASYNCPG",
     "COMMON_OPTIONS",
+    "AsyncBufferedResult",
+    "BufferedResult",
     "GC_PAUSE_ROWS",
     "GENERIC",
     "ISOLATION_SQL",

@@ -29,6 +29,7 @@ from ._protocols import (
     PoolInfo,
     Result,
 )
+from ._results import AsyncBufferedResult, BufferedResult
 from ._rows import Row
 
 __all__ = ["AsyncRollbackDatabase", "RollbackDatabase"]
@@ -183,6 +184,13 @@ class RollbackDatabase:
 
     def in_transaction(self) -> bool:
         return False
+
+    def execute(self, sql: str, params: Params = None) -> BufferedResult:
+        """One statement in a savepoint of the test transaction, rows detached."""
+        with self.transaction() as conn:
+            result = conn.execute(sql, params)
+            rows = result.fetchall() if result.keys() else []
+            return BufferedResult(result.keys(), rows, result.rowcount)
 
     def get_connection(self) -> Connection:
         """A connection you commit/rollback/close yourself; it holds the lock until closed."""
@@ -357,6 +365,12 @@ class AsyncRollbackDatabase:
 
     def in_transaction(self) -> bool:
         return False
+
+    async def execute(self, sql: str, params: Params = None) -> AsyncBufferedResult:
+        async with self.transaction() as conn:
+            result = await conn.execute(sql, params)
+            rows = await result.fetchall() if result.keys() else []
+            return AsyncBufferedResult(result.keys(), rows, result.rowcount)
 
     async def get_connection(self) -> AsyncConnection:
         pinned = _AsyncPinnedConnection(self._conn)

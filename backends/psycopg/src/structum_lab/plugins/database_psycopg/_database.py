@@ -21,11 +21,11 @@ import psycopg
 from psycopg import pq
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
-from structum_lab.plugins.database import DatabaseURL, HealthCheckResult, IsolationLevel
-from structum_lab.plugins.database.kit import normalize_isolation, run_health_check
+from structum_lab.plugins.database import DatabaseURL, HealthCheckResult, IsolationLevel, Params
+from structum_lab.plugins.database.kit import TransactionScope, normalize_isolation, run_health_check
 
 from ._common import CLOSE_WAIT, COLD_SLICE, PostgresBase
-from ._connection import PostgresConnection, _Transaction, commit
+from ._connection import PostgresConnection, PostgresResult, _Transaction, commit
 from ._pool import sync_connection_class
 
 __all__ = ["PostgresDatabase"]
@@ -52,6 +52,7 @@ class PostgresDatabase(PostgresBase):
     """
 
     _pool: ConnectionPool[Any]
+    _scope: TransactionScope[PostgresConnection]
 
     def __init__(
         self,
@@ -150,6 +151,26 @@ class PostgresDatabase(PostgresBase):
         Also a context manager (commits on success, rolls back on error, closes).
         """
         return PostgresConnection(self, self._checkout())
+
+    def execute(self, sql: str, params: Params = None) -> PostgresResult:
+        """Run one statement on its own, in autocommit: one round trip instead of three
+        (BEGIN, the statement, COMMIT). The rows come with the result.
+
+        Called inside an open ``transaction()`` it runs in that transaction.
+        """
+        current = self._scope.current()
+        if current is not None:
+            return current.execute(sql, params)
+        raw = self._checkout()
+        conn = PostgresConnection(self, raw)
+        try:
+            raw.autocommit = True
+            return conn.execute(sql, params)
+        finally:
+            conn._raw = None
+            if not raw.closed:
+                raw.autocommit = False
+            self._release(raw)
 
     def health_check(self) -> HealthCheckResult:
         """One round trip with a hard deadline; never raises. DEGRADED when the pool is exhausted."""

@@ -33,6 +33,8 @@ from structum_lab.plugins.database.kit import (
     CONNECTION_ENDED,
     NESTED_OPTIONS,
     NOTHING_EXECUTED,
+    AsyncBufferedResult,
+    TransactionScope,
     Translator,
     normalize_isolation,
     run_health_check_async,
@@ -51,6 +53,11 @@ __all__ = ["AsyncSQLAlchemyConnection", "AsyncSQLAlchemyDatabase", "AsyncSQLAlch
 
 log = logging.getLogger("structum_lab.plugins.database")
 _NO_PARAMS = {"no_parameters": True}
+
+
+def _detached(result: SQLAlchemyResult) -> AsyncBufferedResult:
+    buffered = result.buffered()
+    return AsyncBufferedResult(buffered.keys(), buffered.fetchall(), buffered.rowcount)
 
 
 class AsyncSQLAlchemyResult:
@@ -345,6 +352,7 @@ class AsyncSQLAlchemyDatabase(EngineDatabase):
 
     is_async = True
     _engine: AsyncEngine
+    _scope: TransactionScope[AsyncSQLAlchemyConnection]
 
     def __init__(
         self,
@@ -409,6 +417,31 @@ class AsyncSQLAlchemyDatabase(EngineDatabase):
             await self._release(sa_conn)
             raise self._translate(exc) from exc
         return conn
+
+    async def execute(self, sql: str, params: Params = None) -> AsyncBufferedResult:
+        """Run one statement on its own and return all of its rows.
+
+        On PostgreSQL it runs in autocommit: one round trip instead of three. Elsewhere
+        it is a transaction of its own. Inside an open ``transaction()`` of the calling
+        task it runs in that transaction.
+        """
+        current = self._scope.current()
+        if current is not None:
+            return _detached((await current.execute(sql, params))._sync)
+        sa_conn = await self._checkout(None, False)
+        conn = AsyncSQLAlchemyConnection(self, sa_conn, self._translator)
+        try:
+            if self._dialect == "postgresql":
+                await sa_conn.execution_options(isolation_level="AUTOCOMMIT")
+                return _detached((await conn.execute(sql, params))._sync)
+            await conn._begin()
+            result = _detached((await conn.execute(sql, params))._sync)
+            await conn._finish(commit=True)
+            return result
+        except sa_exc.DBAPIError as exc:
+            raise self._translate(exc) from exc
+        finally:
+            await conn.close()
 
     @asynccontextmanager
     async def get_session(self, **session_options: Any) -> AsyncIterator[AsyncSession]:

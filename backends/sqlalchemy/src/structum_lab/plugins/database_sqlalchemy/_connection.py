@@ -20,6 +20,7 @@ from structum_lab.plugins.database.kit import (
     CONNECTION_ENDED,
     NO_ROWS,
     NOTHING_EXECUTED,
+    BufferedResult,
     Translator,
     paused_gc,
 )
@@ -137,6 +138,10 @@ class SQLAlchemyResult:
 
     def close(self) -> None:
         self._result.close()
+
+    def buffered(self) -> BufferedResult:
+        """The rest of the rows, detached from the cursor (before its connection is returned)."""
+        return BufferedResult(self._keys, self.fetchall() if self._returns_rows else [], self.rowcount)
 
 
 class _Savepoint:

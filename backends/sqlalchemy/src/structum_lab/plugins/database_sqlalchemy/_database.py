@@ -16,9 +16,16 @@ from structum_lab.plugins.database import (
     DatabaseURL,
     HealthCheckResult,
     IsolationLevel,
+    Params,
     TransactionError,
 )
-from structum_lab.plugins.database.kit import NESTED_OPTIONS, normalize_isolation, run_health_check
+from structum_lab.plugins.database.kit import (
+    NESTED_OPTIONS,
+    BufferedResult,
+    TransactionScope,
+    normalize_isolation,
+    run_health_check,
+)
 
 from ._common import EngineDatabase, SQLAlchemyPoolTimeoutError
 from ._connection import SQLAlchemyConnection
@@ -111,6 +118,7 @@ class SQLAlchemyDatabase(EngineDatabase):
     """
 
     _engine: sa.Engine
+    _scope: TransactionScope[SQLAlchemyConnection]
 
     def __init__(
         self,
@@ -179,6 +187,31 @@ class SQLAlchemyDatabase(EngineDatabase):
             self._release(sa_conn)
             raise self._translate(exc) from exc
         return conn
+
+    def execute(self, sql: str, params: Params = None) -> BufferedResult:
+        """Run one statement on its own and return all of its rows.
+
+        On PostgreSQL it runs in autocommit: one round trip instead of three
+        (BEGIN, the statement, COMMIT). Elsewhere it is a transaction of its own.
+        Called inside an open ``transaction()`` it runs in that transaction.
+        """
+        current = self._scope.current()
+        if current is not None:
+            return current.execute(sql, params).buffered()
+        sa_conn = self._checkout(None, False)
+        conn = SQLAlchemyConnection(self, sa_conn, self._translator)
+        try:
+            if self._dialect == "postgresql":
+                sa_conn.execution_options(isolation_level="AUTOCOMMIT")
+                return conn.execute(sql, params).buffered()
+            conn._begin()
+            result = conn.execute(sql, params).buffered()
+            conn._finish(commit=True)
+            return result
+        except sa_exc.DBAPIError as exc:
+            raise self._translate(exc) from exc
+        finally:
+            conn.close()
 
     @contextmanager
     def get_session(self, **session_options: Any) -> Iterator[Session]:
