@@ -44,8 +44,10 @@ def test_precedence_env_over_secrets_over_file(project: Path, monkeypatch: pytes
 def test_environment_sections_and_options_table(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write(
         project,
-        f'[default]\nurl = "sqlite:///{project}/dev.db"\npool_size = 2\n[default.options]\npool_pre_ping = false\n'
-        f'[production]\nurl = "sqlite:///{project}/prod.db"\npool_size = 20\n[production.options]\npool_use_lifo = true\n',
+        f'[default]\nurl = "sqlite:///{project}/dev.db"\npool_size = 2\n'
+        "[default.options]\npool_pre_ping = false\n"
+        f'[production]\nurl = "sqlite:///{project}/prod.db"\npool_size = 20\n'
+        "[production.options]\npool_use_lifo = true\n",
     )
     with SQLAlchemyDatabase.from_config() as db:
         assert db.url.endswith("dev.db") and db._pre_ping is False
