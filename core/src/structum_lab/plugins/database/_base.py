@@ -16,8 +16,10 @@ from structum_lab.config import ConfigProvider
 from ._connect import class_options
 from ._driver_errors import translate_error
 from ._errors import DatabaseError
+from ._fork import FORK
+from ._leaks import ensure_reaper
 from ._manager import get_plugin_manager
-from ._secrets import Secrets, collect_secrets
+from ._secrets import CORE_LOGGERS, Secrets, collect_secrets, protect_logs
 from ._url import DatabaseURL
 
 __all__ = ["DatabaseBase"]
@@ -53,10 +55,13 @@ class DatabaseBase:
         self._url = parsed
         self._name = name or parsed.database or parsed.dialect
         self._secrets = Secrets([*parsed.secrets(), *collect_secrets(connect_args)])
+        protect_logs(self._secrets, CORE_LOGGERS)  # the backend adds its drivers' loggers
         self.health_check_timeout = float(health_check_timeout)
         self.health_degraded_ms = float(health_degraded_ms)
         self._plugins = get_plugin_manager()
         self._plugins.load_observer_entry_points()
+        ensure_reaper()  # returns connections that are garbage-collected without close()
+        self._fork_epoch = FORK.epoch  # the pool about to be built belongs to this process
         return parsed
 
     # -- identity ------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sys
 import tempfile
 import textwrap
@@ -76,6 +77,14 @@ def cli(ctx: click.Context, debug: bool, root: Path | None) -> None:
     """Structum Database: inspect backends, check databases, show configuration."""
     ctx.ensure_object(dict)
     ctx.obj["root"] = root
+    # A command owns its logging. Without a handler, Python's last-resort one prints every
+    # pool warning (one per failed connection attempt) in between the results. The level is
+    # on the handler: drivers set their own loggers' levels (psycopg: WARNING).
+    level = logging.DEBUG if debug else logging.ERROR
+    handler = logging.StreamHandler()
+    handler.setLevel(level)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 def _provider(ctx: click.Context) -> ConfigProvider:
@@ -145,7 +154,8 @@ def check(ctx: click.Context, namespaces: tuple[str, ...], as_json: bool) -> Non
     worst = EXIT_OK
     for ns in _namespaces(ctx, provider, namespaces):
         try:
-            db = from_config(ns, provider=provider)
+            # No SQL echo: it writes to stdout and would break the table and --json output.
+            db = from_config(ns, provider=provider, echo=False)
         except DatabaseError as exc:
             _fail(ctx, exc)
         try:

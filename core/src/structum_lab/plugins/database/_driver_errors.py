@@ -22,6 +22,8 @@ _SQLSTATE_EXACT: Final[dict[str, type[e.DatabaseError]]] = {
     "57014": e.StatementTimeoutError,  # query_canceled: statement_timeout
     "57P01": e.ConnectionLostError,  # admin_shutdown, pg_terminate_backend
     "57P02": e.ConnectionLostError,  # crash_shutdown
+    "57P05": e.ConnectionLostError,  # idle_session_timeout: the server closed an idle connection
+    "25P03": e.ConnectionLostError,  # idle_in_transaction_session_timeout: closed, transaction lost
     "57P03": e.ConnectionFailedError,  # cannot_connect_now (starting up)
     "3D000": e.ConnectionFailedError,  # database does not exist
     "53300": e.ConnectionFailedError,  # too_many_connections
@@ -104,6 +106,8 @@ def _codes(exc: BaseException) -> tuple[str | None, str | None, int | None]:
     sqlite_name = getattr(exc, "sqlite_errorname", None)
     args = getattr(exc, "args", ())
     errno = args[0] if args and isinstance(args[0], int) and not isinstance(args[0], bool) else None
+    if isinstance(exc, OSError):
+        errno = None  # an operating system errno (111: connection refused), not a server error number
     return (
         sqlstate if isinstance(sqlstate, str) and sqlstate else None,
         sqlite_name if isinstance(sqlite_name, str) else None,

@@ -22,6 +22,13 @@ __all__ = ["HealthCheckResult", "HealthStatus", "run_health_check", "run_health_
 
 OK_MESSAGE = "Database connection OK"
 
+#: The share of health_check_timeout a probe gets for its own round trips. The probe then
+#: ends by itself, and returns its connection, before the hard deadline abandons it.
+PROBE_SHARE = 0.8
+
+# Probes abandoned at the deadline, kept referenced until they end (see run_health_check_async).
+_abandoned: set[asyncio.Future[None]] = set()
+
 
 class HealthStatus(enum.Enum):
     """Outcome of a health check; ``.value`` is the lower-case string for JSON."""
@@ -98,7 +105,10 @@ def run_health_check(
     secrets: Secrets,
     details: Callable[[], Mapping[str, Any]],
 ) -> HealthCheckResult:
-    """Run ``probe(timeout_s)`` with a hard deadline and classify the outcome.
+    """Run ``probe(budget)`` with a hard deadline of ``timeout_s`` and classify the outcome.
+
+    ``budget`` is :data:`PROBE_SHARE` of the deadline: what the probe's own round trips
+    may take.
 
     The probe should honour the timeout itself (driver timeouts); the extra thread is
     the guarantee for when it cannot, e.g. a server that accepts and never answers.
@@ -109,7 +119,7 @@ def run_health_check(
 
     def target() -> None:
         try:
-            probe(timeout_s)
+            probe(timeout_s * PROBE_SHARE)
         except BaseException as exc:  # reported, not raised: a health check never raises
             outcome.append(exc)
         else:
@@ -130,11 +140,34 @@ async def run_health_check_async(
     secrets: Secrets,
     details: Callable[[], Mapping[str, Any]],
 ) -> HealthCheckResult:
-    """The async counterpart of :func:`run_health_check`; cancellation bounds the probe."""
+    """The async counterpart of :func:`run_health_check`.
+
+    A probe still running at the deadline is cancelled but not waited for: a driver
+    cancelled mid-query may first send a cancel request to the server and wait for it
+    (psycopg up to 5 s), which is exactly what a silent server never answers. It ends in
+    the background, as an abandoned sync probe does in its thread.
+    """
     started = time.perf_counter()
     error: BaseException | None = None
+    task = asyncio.ensure_future(probe(timeout_s * PROBE_SHARE))
     try:
-        await asyncio.wait_for(probe(timeout_s), timeout_s)
-    except Exception as exc:  # reported, not raised; cancellation still propagates
-        error = exc
+        done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    except asyncio.CancelledError:
+        task.cancel()  # the caller gave up: so does the probe
+        raise
+    if task in done:
+        error = None if task.cancelled() else task.exception()
+        if task.cancelled():
+            error = TimeoutError(f"health probe cancelled after {timeout_s:g} s")
+    else:
+        task.cancel()
+        _abandoned.add(task)
+        task.add_done_callback(_forget)
+        error = TimeoutError(f"health probe exceeded {timeout_s:g} s")
     return _result(started, error, timeout_s=timeout_s, degraded_ms=degraded_ms, secrets=secrets, details=details())
+
+
+def _forget(task: asyncio.Future[None]) -> None:
+    _abandoned.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: an abandoned probe's failure is already reported

@@ -50,16 +50,37 @@ COMMON_OPTIONS: Final[Mapping[str, Option]] = dict(
         _opt("url", "str", None, "Database URL, e.g. postgresql://user:password@host:5432/db", nullable=False),
         _opt("backend", "str", None, "Backend name (sqlalchemy, psycopg, ...); overrides the URL scheme"),
         _opt("name", "str", None, "Name shown in logs, health output and get_database(name)"),
-        _opt("echo", "bool", False, "Log every SQL statement (logger structum_lab.plugins.database.sql)"),
-        _opt("pool_size", "int", 5, "Connections kept open in the pool", minimum=1),
-        _opt("max_overflow", "int", 10, "Extra connections opened under load above pool_size", minimum=0),
-        _opt("pool_timeout", "float", 30.0, "Seconds to wait for a free connection before PoolTimeoutError", minimum=0),
+        _opt(
+            "echo", "bool", False, "Log every SQL statement (logger structum_lab.plugins.database.sql)", nullable=False
+        ),
+        _opt("pool_size", "int", 5, "Connections kept open in the pool", minimum=1, nullable=False),
+        _opt(
+            "max_overflow", "int", 10, "Extra connections opened under load above pool_size", minimum=0, nullable=False
+        ),
+        _opt(
+            "pool_timeout",
+            "float",
+            30.0,
+            "Seconds to wait for a free connection before PoolTimeoutError",
+            minimum=0,
+            nullable=False,
+        ),
         _opt("pool_recycle", "float", None, "Replace connections older than this many seconds"),
-        _opt("pool_pre_ping", "bool", True, "Check a connection before handing it out"),
+        _opt("pool_pre_ping", "bool", True, "Check a connection before handing it out", nullable=False),
         _opt("connect_timeout", "float", 10.0, "Seconds allowed to open a connection", minimum=0),
         _opt("statement_timeout", "float", None, "Server-side limit for one statement, in seconds", minimum=0),
-        _opt("health_check_timeout", "float", 5.0, "Deadline of health_check(), in seconds", minimum=0),
-        _opt("health_degraded_ms", "float", 1000.0, "Latency above which health is DEGRADED", minimum=0),
+        _opt(
+            "statement_deadline",
+            "float",
+            None,
+            "Client-side limit on waiting for the server in one round trip, in seconds "
+            "(default: statement_timeout + 2, else 300; 0 disables)",
+            minimum=0,
+        ),
+        _opt("health_check_timeout", "float", 5.0, "Deadline of health_check(), in seconds", minimum=0, nullable=False),
+        _opt(
+            "health_degraded_ms", "float", 1000.0, "Latency above which health is DEGRADED", minimum=0, nullable=False
+        ),
         _opt("connect_args", "dict", None, "Extra keyword arguments for the driver's connect()"),
     ]
 )

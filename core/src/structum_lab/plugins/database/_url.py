@@ -69,16 +69,24 @@ class DatabaseURL:
             if _CONNINFO.match(text):
                 return cls._parse_conninfo(text)
             raise ConfigurationError(
-                f"{mask_url(text)!r} is not a database URL: it has no scheme; "
+                f"{_shown(text)!r} is not a database URL: it has no scheme; "
                 "write it as 'dialect[+driver]://user:password@host:port/database', "
                 "for example 'postgresql://app@127.0.0.1:5432/app' or 'sqlite:///app.db'"
             )
         scheme = m.group("scheme").lower()
         try:
-            parts = urlsplit(text)
+            # No fragments: libpq reads '#' as part of a value (a password), and so do we.
+            parts = urlsplit(text, allow_fragments=False)
             port = parts.port
         except ValueError as exc:
-            raise ConfigurationError(f"cannot parse database URL {mask_url(text)!r}: {exc}") from None
+            raise ConfigurationError(f"cannot parse database URL {_shown(text)!r}: {_safe_reason(exc)}") from None
+        if parts.netloc.count("@") > 1:
+            # Python splits at the last '@', libpq at the first: the drivers would disagree on
+            # where the password ends (and echo the rest as a host name in their errors).
+            shown = f"{scheme}://***@{parts.netloc.rpartition('@')[2]}/..."  # nothing of the user part
+            raise ConfigurationError(
+                f"cannot parse database URL {shown!r}: the user name or password contains '@'; percent-encode it as %40"
+            )
         path = parts.path
         if scheme.startswith("sqlite"):
             # sqlite:///relative.db, sqlite:////abs/path.db, sqlite:// (memory)
@@ -133,13 +141,22 @@ class DatabaseURL:
         return dict(self.query)
 
     def secrets(self) -> tuple[str, ...]:
-        """Every secret value the URL carries (password, ``?password=``, ...)."""
+        """Every secret value the URL carries (password, ``?password=``, ...), decoded and as
+        written (drivers echo either form in their errors)."""
         found = [self.password] if self.password else []
         found += [v for k, v in self.query if k.lower() in SECRET_KEYS and v]
-        return tuple(found)
+        if not self.is_conninfo:
+            found += [raw for raw in _raw_secret_spans(self._raw) if raw]
+        return tuple(dict.fromkeys(found))
 
     def render(self, *, hide_password: bool = True) -> str:
-        return mask_url(self._raw) if hide_password else self._raw
+        if not hide_password:
+            return self._raw
+        if self.is_conninfo:
+            return mask_url(self._raw)
+        # By structure, not only by pattern: a password with quotes, spaces or '%' escapes
+        # defeats a regular expression, never the split at '@' that the parser itself made.
+        return _mask_positions(self._raw)
 
     def with_scheme(self, scheme: str) -> DatabaseURL:
         """The same URL under another scheme (e.g. to pick a SQLAlchemy driver)."""
@@ -163,6 +180,60 @@ class DatabaseURL:
 
     def __repr__(self) -> str:
         return f"DatabaseURL({self.render()!r})"
+
+
+def _secret_positions(url: str) -> list[tuple[int, int]]:
+    """(start, end) of the password and of each secret query value as written in ``url``."""
+    start = url.find("://") + 3
+    rest = url[start:]
+    cut = min((i for i in (rest.find("/"), rest.find("?")) if i != -1), default=len(rest))
+    netloc = rest[:cut]
+    spans = []
+    userinfo, at, _ = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        spans.append((start + userinfo.index(":") + 1, start + len(userinfo)))
+    query_at = url.find("?", start + cut)
+    if query_at != -1:
+        offset = query_at + 1
+        for part in url[offset:].split("&"):
+            key, eq, _ = part.partition("=")
+            if eq and unquote(key).lower() in SECRET_KEYS:
+                spans.append((offset + len(key) + 1, offset + len(part)))
+            offset += len(part) + 1
+    return spans
+
+
+def _raw_secret_spans(url: str) -> list[str]:
+    """The password and secret query values exactly as written in ``url`` (still encoded)."""
+    return [url[a:b] for a, b in _secret_positions(url)]
+
+
+def _mask_positions(url: str) -> str:
+    """``url`` with its password and secret query values replaced in place by ``***``."""
+    for a, b in sorted(_secret_positions(url), reverse=True):
+        url = url[:a] + MASK + url[b:]
+    return url
+
+
+def _shown(text: str) -> str:
+    """``text`` for an error about a URL that could not be parsed: everything before the last
+    '@' is hidden, since where the password ends is exactly what is in doubt."""
+    head, sep, rest = text.partition("://")
+    if not sep:
+        head, rest = "", text
+    if "@" in rest:
+        rest = "***@" + rest.rpartition("@")[2]
+    return mask_url(f"{head}{sep}{rest}")
+
+
+def _safe_reason(exc: ValueError) -> str:
+    """Why urlsplit failed, without its echo of the text (which may hold the password)."""
+    text = str(exc)
+    if text.startswith("Port could not be cast"):
+        return "the port is not a number; if the password contains '/', '?' or '@', percent-encode them (%2F, %3F, %40)"
+    if text.startswith("netloc"):
+        return "the host part contains characters that are not allowed"
+    return text  # "Port out of range 0-65535", "Invalid IPv6 URL": nothing of the input
 
 
 def mask_url(text: str) -> str:

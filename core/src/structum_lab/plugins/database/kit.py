@@ -7,8 +7,21 @@ from here, so every backend behaves the same.
 
 from __future__ import annotations
 
+from . import _leaks as leaks
 from ._base import DatabaseBase
+from ._deadline import (
+    DEADLINE_GRACE,
+    DEFAULT_STATEMENT_DEADLINE,
+    DeadlineExceeded,
+    bounded,
+    deadline_message,
+    ping_budget,
+    resolve_statement_deadline,
+    round_trip_budget,
+    round_trip_cap,
+)
 from ._driver_errors import driver_error_code, translate_error
+from ._fork import FORK, adopt
 from ._health import OK_MESSAGE, run_health_check, run_health_check_async
 from ._messages import ABORTED_TRANSACTION, CONNECTION_ENDED, NESTED_OPTIONS, NO_ROWS, NOTHING_EXECUTED
 from ._options import COMMON_OPTIONS, Option, validate_options
@@ -27,10 +40,11 @@ from ._params import (
     Translator,
 )
 from ._pool_stats import PoolStats, pool_exhausted_message
+from ._prepare import PSYCOPG_PREPARE_THRESHOLD, normalize_prepare_threshold
 from ._results import AsyncBufferedResult, BufferedResult
 from ._rows import GC_PAUSE_ROWS, Row, paused_gc
 from ._scope import TransactionScope, current_task_id
-from ._secrets import ScrubbingFilter, Secrets, collect_secrets
+from ._secrets import DRIVER_LOGGERS, ScrubbingFilter, Secrets, collect_secrets, protect_logs
 from ._transactions import ISOLATION_SQL, normalize_isolation
 from ._url import DatabaseURL, mask_url
 
@@ -42,6 +56,7 @@ __all__ = [
     "NO_ROWS",
     "ASYNCPG",
     "COMMON_OPTIONS",
+    "DRIVER_LOGGERS",
     "AsyncBufferedResult",
     "BufferedResult",
     "GC_PAUSE_ROWS",
@@ -50,11 +65,16 @@ __all__ = [
     "MYSQL",
     "OK_MESSAGE",
     "POSTGRESQL",
+    "PSYCOPG_PREPARE_THRESHOLD",
     "PSYCOPG",
     "PYMYSQL",
     "SQLITE",
     "SQLITE3",
+    "FORK",
+    "DEADLINE_GRACE",
+    "DEFAULT_STATEMENT_DEADLINE",
     "DatabaseBase",
+    "DeadlineExceeded",
     "DatabaseURL",
     "Option",
     "ParamTarget",
@@ -66,13 +86,23 @@ __all__ = [
     "Statement",
     "TransactionScope",
     "Translator",
+    "adopt",
+    "bounded",
     "collect_secrets",
     "current_task_id",
+    "deadline_message",
     "driver_error_code",
     "mask_url",
     "normalize_isolation",
+    "leaks",
+    "normalize_prepare_threshold",
     "paused_gc",
+    "protect_logs",
+    "ping_budget",
     "pool_exhausted_message",
+    "resolve_statement_deadline",
+    "round_trip_budget",
+    "round_trip_cap",
     "run_health_check",
     "run_health_check_async",
     "translate_error",

@@ -19,10 +19,18 @@ from psycopg import pq
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from structum_lab.plugins.database import DatabaseURL, HealthCheckResult, IsolationLevel, Params
-from structum_lab.plugins.database.kit import TransactionScope, normalize_isolation, run_health_check_async
+from structum_lab.plugins.database.kit import (
+    FORK,
+    TransactionScope,
+    adopt,
+    leaks,
+    normalize_isolation,
+    round_trip_cap,
+    run_health_check_async,
+)
 
 from ._async_connection import AsyncPostgresConnection, AsyncPostgresResult, _AsyncTransaction
-from ._common import CLOSE_WAIT, COLD_SLICE, PostgresBase
+from ._common import CLOSE_WAIT, COLD_SLICE, COLD_VERIFY, PostgresBase
 from ._pool import async_connection_class
 
 __all__ = ["AsyncPostgresConnection", "AsyncPostgresDatabase", "AsyncPostgresResult"]
@@ -67,6 +75,7 @@ class AsyncPostgresDatabase(PostgresBase):
         connect_args: Mapping[str, Any] | None = None,
         connect_timeout: float | None = 10.0,
         statement_timeout: float | None = None,
+        statement_deadline: float | None = None,
         application_name: str | None = None,
         isolation_level: str | None = None,
         health_check_timeout: float = 5.0,
@@ -100,12 +109,15 @@ class AsyncPostgresDatabase(PostgresBase):
             prepare_threshold=prepare_threshold,
             connect_timeout=connect_timeout,
             statement_timeout=statement_timeout,
+            statement_deadline=statement_deadline,
             application_name=application_name,
             isolation_level=isolation_level,
         )
-        self._conn_class = async_connection_class(self._monitor, settings.isolation)
+        self._conn_class = async_connection_class(self._monitor, settings.isolation, settings.statement_deadline)
         self._pool = self._new_pool()
         self._opened = False
+        self._server_tries: set[asyncio.Future[None]] = set()  # cancelled by shutdown(), not awaited
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._background: set[asyncio.Task[Any]] = set()
 
     def _new_pool(self) -> AsyncConnectionPool[Any]:
@@ -136,6 +148,7 @@ class AsyncPostgresDatabase(PostgresBase):
         self._check_open()
         if not self._opened:
             await self._pool.open(wait=False)
+            self._loop = asyncio.get_running_loop()  # where a leaked connection is returned
             self._opened = True
 
     def transaction(self, *, isolation: IsolationLevel | None = None, readonly: bool = False) -> _AsyncTransaction:
@@ -150,6 +163,7 @@ class AsyncPostgresDatabase(PostgresBase):
 
         Also an async context manager (commits on success, rolls back on error, closes).
         """
+        leaks.ensure_reaper()  # returns the connection if it is garbage-collected open
         return AsyncPostgresConnection(self, await self._checkout())
 
     async def execute(self, sql: str, params: Params = None) -> AsyncPostgresResult:
@@ -187,9 +201,13 @@ class AsyncPostgresDatabase(PostgresBase):
 
     async def shutdown(self) -> None:
         """Close the pool and its connections. Idempotent; the database is unusable afterwards."""
+        if self._fork_epoch != FORK.epoch:
+            adopt(self, self._after_fork)  # a forked child closes its own pool, never the parent's
         with self._renew_lock:
             self._closed = True
             pool = self._pool
+        for attempt in list(self._server_tries):
+            attempt.cancel()  # may be waiting connect_timeout on a silent server
         if self._opened:
             await pool.close(timeout=CLOSE_WAIT)
         for task in list(self._background):
@@ -212,6 +230,8 @@ class AsyncPostgresDatabase(PostgresBase):
         """
         if self._closed:
             self._check_open()
+        if self._fork_epoch != FORK.epoch:
+            adopt(self, self._after_fork)
         if not self._opened:
             await self.open()
         stats = self._stats
@@ -261,7 +281,8 @@ class AsyncPostgresDatabase(PostgresBase):
                     pool, raw = await self._acquire_cold(deadline)
             if ping or (self._pre_ping and (monotonic() - raw._sdb_used > self._window or raw._sdb_readable())):
                 try:
-                    await _check_connection(raw)
+                    with round_trip_cap(self._ping_budget):  # no answer in time: a dead connection
+                        await _check_connection(raw)
                 except Exception:
                     await self._discard(raw, pool)
                     raw = None
@@ -276,6 +297,8 @@ class AsyncPostgresDatabase(PostgresBase):
 
     async def _acquire_cold(self, deadline: float) -> tuple[AsyncConnectionPool[Any], Any]:
         verified = False
+        started = monotonic()
+        patience = min(COLD_VERIFY, (deadline - started) / 2)
         while True:
             pool = self._pool
             now = monotonic()
@@ -293,7 +316,9 @@ class AsyncPostgresDatabase(PostgresBase):
                 self._check_open()
                 continue
             if monitor.error is None:
-                continue
+                if monotonic() - started >= patience:
+                    self._try_server_in_background(pool)
+                continue  # no outcome yet (first connection, or after a dead one): keep waiting
             if verified:
                 error = self._connect_error()
                 raise error from monitor.error
@@ -308,6 +333,36 @@ class AsyncPostgresDatabase(PostgresBase):
             raise self._error(exc, connecting=True) from exc
         await conn.close()
         await self._renew(pool)
+
+    def _after_fork(self) -> Any:
+        """In a forked child: a pool of its own, opened in the child's event loop on first use.
+        The inherited one (bound to the parent's loop) goes back to core, never closed."""
+        inherited = self._reset_after_fork()
+        self._background = set()
+        self._server_tries = set()
+        self._loop = None
+        self._opened = False
+        self._pool = self._new_pool()
+        return inherited
+
+    def _try_server_in_background(self, pool: AsyncConnectionPool[Any]) -> None:
+        """The async twin of the sync class's: a task tries the server and renews the pool."""
+        if not self._claim_server_try():
+            return
+
+        async def attempt() -> None:
+            try:
+                budget = self._settings.connect_timeout or 10
+                conn = await psycopg.AsyncConnection.connect(self._settings.conninfo, **self._direct_kwargs(budget))
+            except psycopg.Error:
+                log.debug("database %r: the server does not answer yet", self._name, exc_info=True)
+                return
+            await conn.close()
+            await self._renew(pool)
+
+        task = asyncio.ensure_future(attempt())
+        self._server_tries.add(task)
+        task.add_done_callback(self._server_tries.discard)
 
     async def _renew(self, old: AsyncConnectionPool[Any]) -> None:
         with self._renew_lock:
@@ -364,6 +419,15 @@ class AsyncPostgresDatabase(PostgresBase):
         if broken:
             await self._clear_stale(pool, raw)
 
+    def _reclaim(self, raw: Any) -> None:
+        """Return a connection whose wrapper was garbage-collected open (on the reaper thread)."""
+        detail = "closed" if raw.closed else f"server pid {raw.info.backend_pid}"
+        if not leaks.run_on_loop(self._loop, self._release(raw)):
+            # Its event loop is gone, and with it the pool: close the socket, count it returned.
+            self._stats.released()
+            raw.pgconn.finish()
+        leaks.warn_leak(self._name, detail)
+
     async def _rollback_and_release(self, raw: Any, reset: bool) -> None:
         try:
             if not raw.closed and raw.pgconn.transaction_status != _IDLE:
@@ -395,5 +459,6 @@ class AsyncPostgresDatabase(PostgresBase):
                 raise self._error(exc, connecting=True) from exc
             await conn.close()
             return
-        raw = await self._checkout(ping=True)
+        with round_trip_cap(timeout_s):  # the probe's round trips end with the health deadline
+            raw = await self._checkout(ping=True)
         await asyncio.shield(self._release(raw))

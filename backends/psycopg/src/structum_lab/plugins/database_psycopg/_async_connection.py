@@ -31,6 +31,7 @@ from structum_lab.plugins.database.kit import (
     CONNECTION_ENDED,
     NESTED_OPTIONS,
     NOTHING_EXECUTED,
+    leaks,
     paused_gc,
 )
 
@@ -49,6 +50,7 @@ _IDLE = pq.TransactionStatus.IDLE
 _INERROR = pq.TransactionStatus.INERROR
 _INTRANS = pq.TransactionStatus.INTRANS
 _translate_sql = TRANSLATOR.__call__
+_epoch = leaks.epoch
 
 
 class AsyncPostgresResult:
@@ -160,13 +162,22 @@ class _AsyncSavepoint:
 class AsyncPostgresConnection:
     """A pooled async connection inside a transaction; use it from one task."""
 
-    __slots__ = ("_db", "_depth", "_last", "_raw")
+    __slots__ = ("_db", "_depth", "_epoch", "_last", "_raw")
 
     def __init__(self, db: AsyncPostgresDatabase, raw: psycopg.AsyncConnection[Row]) -> None:
         self._db = db
+        self._epoch = _epoch()
         self._raw: psycopg.AsyncConnection[Row] | None = raw
         self._last: AsyncPostgresResult | None = None
         self._depth = 0
+
+    def __del__(self, _reclaim_later: Any = leaks.reclaim_later) -> None:
+        # Dropped while still open: the reaper thread has the event loop roll it back and
+        # return it (see the sync connection).
+        raw = self._raw
+        if raw is not None:
+            self._raw = None
+            _reclaim_later(self._epoch, self._db._reclaim, raw)
 
     def _live(self) -> psycopg.AsyncConnection[Row]:
         raw = self._raw

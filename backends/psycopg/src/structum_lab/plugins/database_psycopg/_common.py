@@ -8,6 +8,7 @@ import logging
 import sys
 import threading
 from collections.abc import Mapping
+from time import monotonic
 from typing import Any, Final, cast
 
 from structum_lab.plugins.database import (
@@ -20,6 +21,7 @@ from structum_lab.plugins.database import (
     TransactionError,
 )
 from structum_lab.plugins.database.kit import (
+    DRIVER_LOGGERS,
     POSTGRESQL,
     PSYCOPG,
     DatabaseBase,
@@ -27,6 +29,7 @@ from structum_lab.plugins.database.kit import (
     TransactionScope,
     Translator,
     pool_exhausted_message,
+    protect_logs,
 )
 
 from ._pool import ConnectMonitor, psycopg_isolation, row_factory
@@ -35,6 +38,7 @@ from ._settings import PoolSettings, resolve_settings
 __all__ = [
     "CLOSE_WAIT",
     "COLD_SLICE",
+    "COLD_VERIFY",
     "TRANSLATOR",
     "PostgresBase",
     "sql_log",
@@ -49,6 +53,11 @@ TRANSLATOR: Final = Translator(POSTGRESQL, PSYCOPG)
 #: How long a checkout waits on the pool at a time while the pool cannot connect, so
 #: that a connection error reaches the caller instead of a full pool_timeout wait.
 COLD_SLICE: Final = 0.05
+
+#: How long a checkout waits for the outcome of the pool's own connection attempts before
+#: trying one itself (at most half of its pool_timeout): attempts the pool started while the
+#: server was unreachable (a stalled network) take connect_timeout to fail, then back off.
+COLD_VERIFY: Final = 1.0
 
 #: How long shutdown() waits for each pool worker to stop. Workers stop at once unless one is
 #: stuck connecting to a silent server; psycopg_pool joins them one by one.
@@ -84,6 +93,7 @@ class PostgresBase(DatabaseBase):
             health_degraded_ms=health_degraded_ms,
         )
         settings = resolve_settings(parsed, connect_args=connect_args, row_factory=row_factory, **options)
+        protect_logs(self._secrets, DRIVER_LOGGERS["psycopg"])  # psycopg_pool logs connection errors as is
         if pool_use_lifo:
             log.info(
                 "database %r: pool_use_lifo is a SQLAlchemy pool option; psycopg_pool reuses connections in "
@@ -94,6 +104,7 @@ class PostgresBase(DatabaseBase):
         self._timeout = settings.timeout
         self._pre_ping = settings.pre_ping
         self._window = settings.pre_ping_window
+        self._ping_budget = settings.ping_budget
         self._default_isolation = psycopg_isolation(settings.isolation)
         self._monitor = ConnectMonitor()
         self._stats = PoolStats()
@@ -101,6 +112,7 @@ class PostgresBase(DatabaseBase):
         self._echo = bool(echo)
         self._cleared_at = 0.0
         self._renew_lock = threading.Lock()
+        self._server_tried = 0.0  # when the last background connection attempt of our own started
         self._pool_name = f"structum-{self._name}"
         self._scope = TransactionScope(f"structum_psycopg_{'async_' if is_async else ''}{id(self)}", is_async=is_async)
         if echo:
@@ -145,6 +157,15 @@ class PostgresBase(DatabaseBase):
             "min_size": low,
         }
         return cast("PoolInfo", {**figures, **counters})
+
+    def _reset_after_fork(self) -> Any:
+        """What a forked child must not share with its parent; returns the inherited pool."""
+        inherited = self._pool
+        self._stats = PoolStats()  # the parent's checked-out connections are not the child's
+        self._renew_lock = threading.Lock()  # may have been held by another thread at fork time
+        self._cleared_at = 0.0
+        self._server_tried = 0.0
+        return inherited
 
     def _check_open(self) -> None:
         if self._closed:
@@ -195,6 +216,17 @@ class PostgresBase(DatabaseBase):
             f"{s.timeout:g} s (pool_timeout{detail})",
             backend=self.backend_name,
         )
+
+    def _claim_server_try(self) -> bool:
+        """Whether to start a background connection attempt now: at most one per COLD_VERIFY
+        seconds, so waiting callers never flood a server that is down. (One started while the
+        network was still silent may hang for connect_timeout; it does not block the next.)"""
+        with self._renew_lock:
+            now = monotonic()
+            if self._closed or now - self._server_tried < COLD_VERIFY:
+                return False
+            self._server_tried = now
+            return True
 
     def _direct_kwargs(self, remaining: float) -> dict[str, Any]:
         """Connect arguments for a one-off connection that must answer within ``remaining`` s."""

@@ -35,6 +35,7 @@ from structum_lab.plugins.database.kit import (
     NESTED_OPTIONS,
     NO_ROWS,
     NOTHING_EXECUTED,
+    leaks,
     paused_gc,
 )
 
@@ -51,6 +52,7 @@ log = logging.getLogger("structum_lab.plugins.database")
 _IDLE = pq.TransactionStatus.IDLE
 _INERROR = pq.TransactionStatus.INERROR
 _translate_sql = TRANSLATOR.__call__
+_epoch = leaks.epoch
 
 
 def _no_rows_or(db: Any, exc: psycopg.Error, cursor: Any) -> DatabaseError:
@@ -183,13 +185,22 @@ class PostgresConnection:
     Not thread-safe: use one per thread (each ``db.transaction()`` gives its caller its own).
     """
 
-    __slots__ = ("_db", "_depth", "_last", "_raw")
+    __slots__ = ("_db", "_depth", "_epoch", "_last", "_raw")
 
     def __init__(self, db: PostgresDatabase, raw: psycopg.Connection[Row]) -> None:
         self._db = db
+        self._epoch = _epoch()
         self._raw: psycopg.Connection[Row] | None = raw
         self._last: PostgresResult | None = None
         self._depth = 0
+
+    def __del__(self, _reclaim_later: Any = leaks.reclaim_later) -> None:
+        # Dropped while still open (get_connection() without close()): the reaper thread
+        # rolls back and returns the connection; a finalizer itself must not block or lock.
+        raw = self._raw
+        if raw is not None:
+            self._raw = None
+            _reclaim_later(self._epoch, self._db._reclaim, raw)
 
     def _live(self) -> psycopg.Connection[Row]:
         raw = self._raw

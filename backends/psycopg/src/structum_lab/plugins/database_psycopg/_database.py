@@ -22,9 +22,17 @@ from psycopg import pq
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from structum_lab.plugins.database import DatabaseURL, HealthCheckResult, IsolationLevel, Params
-from structum_lab.plugins.database.kit import TransactionScope, normalize_isolation, run_health_check
+from structum_lab.plugins.database.kit import (
+    FORK,
+    TransactionScope,
+    adopt,
+    leaks,
+    normalize_isolation,
+    round_trip_cap,
+    run_health_check,
+)
 
-from ._common import CLOSE_WAIT, COLD_SLICE, PostgresBase
+from ._common import CLOSE_WAIT, COLD_SLICE, COLD_VERIFY, PostgresBase
 from ._connection import PostgresConnection, PostgresResult, _Transaction, commit
 from ._pool import sync_connection_class
 
@@ -74,6 +82,7 @@ class PostgresDatabase(PostgresBase):
         connect_args: Mapping[str, Any] | None = None,
         connect_timeout: float | None = 10.0,
         statement_timeout: float | None = None,
+        statement_deadline: float | None = None,
         application_name: str | None = None,
         isolation_level: str | None = None,
         health_check_timeout: float = 5.0,
@@ -107,10 +116,11 @@ class PostgresDatabase(PostgresBase):
             prepare_threshold=prepare_threshold,
             connect_timeout=connect_timeout,
             statement_timeout=statement_timeout,
+            statement_deadline=statement_deadline,
             application_name=application_name,
             isolation_level=isolation_level,
         )
-        self._conn_class = sync_connection_class(self._monitor, settings.isolation)
+        self._conn_class = sync_connection_class(self._monitor, settings.isolation, settings.statement_deadline)
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ConnectionPool[Any]:
@@ -150,6 +160,7 @@ class PostgresDatabase(PostgresBase):
 
         Also a context manager (commits on success, rolls back on error, closes).
         """
+        leaks.ensure_reaper()  # returns the connection if it is garbage-collected open
         return PostgresConnection(self, self._checkout())
 
     def execute(self, sql: str, params: Params = None) -> PostgresResult:
@@ -189,6 +200,8 @@ class PostgresDatabase(PostgresBase):
 
         Connections still lent out are closed when they are returned.
         """
+        if self._fork_epoch != FORK.epoch:
+            adopt(self, self._after_fork)  # a forked child closes its own pool, never the parent's
         with self._renew_lock:
             self._closed = True
             pool = self._pool
@@ -210,6 +223,8 @@ class PostgresDatabase(PostgresBase):
         """
         if self._closed:
             self._check_open()
+        if self._fork_epoch != FORK.epoch:
+            adopt(self, self._after_fork)
         stats = self._stats
         started = stats.checkout_started()
         deadline = monotonic() + self._timeout
@@ -257,7 +272,8 @@ class PostgresDatabase(PostgresBase):
                     pool, raw = self._acquire_cold(deadline)
             if ping or (self._pre_ping and (monotonic() - raw._sdb_used > self._window or raw._sdb_readable())):
                 try:
-                    _check_connection(raw)
+                    with round_trip_cap(self._ping_budget):  # no answer in time: a dead connection
+                        _check_connection(raw)
                 except Exception:
                     self._discard(raw, pool)
                     raw = None
@@ -273,6 +289,8 @@ class PostgresDatabase(PostgresBase):
     def _acquire_cold(self, deadline: float) -> tuple[ConnectionPool[Any], Any]:
         """Checkout while the pool has not (re)connected: short waits, real errors, no back-off."""
         verified = False
+        started = monotonic()
+        patience = min(COLD_VERIFY, (deadline - started) / 2)
         while True:
             pool = self._pool
             now = monotonic()
@@ -290,6 +308,8 @@ class PostgresDatabase(PostgresBase):
                 self._check_open()
                 continue
             if monitor.error is None:
+                if monotonic() - started >= patience:
+                    self._try_server_in_background(pool)
                 continue  # no outcome yet (first connection, or after a dead one): keep waiting
             if verified:
                 error = self._connect_error()
@@ -305,6 +325,34 @@ class PostgresDatabase(PostgresBase):
             raise self._error(exc, connecting=True) from exc
         conn.close()
         self._renew(pool)
+
+    def _after_fork(self) -> Any:
+        """In a forked child: a pool of its own. The inherited one is returned to core, which
+        keeps it unused and never closes it (closing would end the parent's server sessions)."""
+        inherited = self._reset_after_fork()
+        if not self._closed:  # a pool closed before the fork stays closed (closing it again is a no-op)
+            self._pool = self._new_pool()
+        return inherited
+
+    def _try_server_in_background(self, pool: ConnectionPool[Any]) -> None:
+        """The pool's attempts go unanswered (they may have started while the network was
+        down): try the server from a thread, and renew the pool if it answers. The caller
+        keeps waiting on the pool, so a silent server still costs it only pool_timeout."""
+        if not self._claim_server_try():
+            return
+
+        def attempt() -> None:
+            try:
+                # The plain class: its outcome must not reach the monitor before the pool is renewed.
+                budget = self._settings.connect_timeout or 10
+                conn = psycopg.Connection.connect(self._settings.conninfo, **self._direct_kwargs(budget))
+            except psycopg.Error:
+                log.debug("database %r: the server does not answer yet", self._name, exc_info=True)
+                return
+            conn.close()
+            self._renew(pool)
+
+        threading.Thread(target=attempt, name="structum-db-try-server", daemon=True).start()
 
     def _renew(self, old: ConnectionPool[Any]) -> None:
         """Replace a pool that is waiting out its reconnection back-off now that the server answers."""
@@ -359,6 +407,12 @@ class PostgresDatabase(PostgresBase):
         if broken:
             self._clear_stale(pool, raw)
 
+    def _reclaim(self, raw: Any) -> None:
+        """Return a connection whose wrapper was garbage-collected open (on the reaper thread)."""
+        detail = "closed" if raw.closed else f"server pid {raw.info.backend_pid}"
+        self._release(raw)
+        leaks.warn_leak(self._name, detail)
+
     def _commit(self, raw: Any) -> None:
         commit(self, raw)
 
@@ -382,5 +436,6 @@ class PostgresDatabase(PostgresBase):
                 raise self._error(exc, connecting=True) from exc
             conn.close()
             return
-        raw = self._checkout(ping=True)
+        with round_trip_cap(timeout_s):  # the probe's round trips end with the health deadline
+            raw = self._checkout(ping=True)
         self._release(raw)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 from psycopg.rows import no_result
 
 from structum_lab.plugins.database import IsolationLevel, Row
+from structum_lab.plugins.database.kit import DeadlineExceeded, bounded, deadline_message, round_trip_budget
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection, Connection
@@ -133,9 +134,12 @@ def _stamp(conn: Any, isolation: Any) -> None:
         conn.isolation_level = isolation
 
 
-def sync_connection_class(monitor: ConnectMonitor, isolation: IsolationLevel | None) -> type[Connection[Row]]:
-    """A ``psycopg.Connection`` subclass whose ``connect`` reports to ``monitor``."""
-    from psycopg import Connection
+def sync_connection_class(
+    monitor: ConnectMonitor, isolation: IsolationLevel | None, deadline: float | None
+) -> type[Connection[Row]]:
+    """A ``psycopg.Connection`` subclass whose ``connect`` reports to ``monitor`` and whose
+    round trips give up after ``deadline`` seconds of silence from the server."""
+    from psycopg import Connection, OperationalError
 
     level = psycopg_isolation(isolation)
 
@@ -156,13 +160,27 @@ def sync_connection_class(monitor: ConnectMonitor, isolation: IsolationLevel | N
             monitor.succeeded()
             return conn
 
+        def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
+            # Every statement, fetch, COMMIT and ping goes through here: the one place to
+            # bound them all. A caller's own timeout (notifies(timeout=...)) is left alone.
+            limit = round_trip_budget(deadline)
+            if limit is None or kwargs.get("timeout") is not None:
+                return super().wait(gen, *args, **kwargs)
+            try:
+                return super().wait(bounded(gen, limit), *args, **kwargs)
+            except DeadlineExceeded:
+                self.pgconn.finish()  # mid-protocol: never reusable (broken, so the pool drops it)
+                raise OperationalError(deadline_message(limit, deadline)) from None
+
     StructumConnection.__qualname__ = "StructumConnection"
     return StructumConnection
 
 
-def async_connection_class(monitor: ConnectMonitor, isolation: IsolationLevel | None) -> type[AsyncConnection[Row]]:
+def async_connection_class(
+    monitor: ConnectMonitor, isolation: IsolationLevel | None, deadline: float | None
+) -> type[AsyncConnection[Row]]:
     """The asyncio twin of :func:`sync_connection_class`."""
-    from psycopg import AsyncConnection
+    from psycopg import AsyncConnection, OperationalError
 
     level = psycopg_isolation(isolation)
 
@@ -184,6 +202,18 @@ def async_connection_class(monitor: ConnectMonitor, isolation: IsolationLevel | 
             _stamp(conn, None)
             monitor.succeeded()
             return conn
+
+        async def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
+            # Bounded like the sync class: no asyncio.wait_for (which would cancel, and make
+            # psycopg send a cancel request to a server that is not answering).
+            limit = round_trip_budget(deadline)
+            if limit is None or kwargs.get("timeout") is not None:
+                return await super().wait(gen, *args, **kwargs)
+            try:
+                return await super().wait(bounded(gen, limit), *args, **kwargs)
+            except DeadlineExceeded:
+                self.pgconn.finish()
+                raise OperationalError(deadline_message(limit, deadline)) from None
 
     AsyncStructumConnection.__qualname__ = "AsyncStructumConnection"
     return AsyncStructumConnection

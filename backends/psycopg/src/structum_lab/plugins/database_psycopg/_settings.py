@@ -15,13 +15,17 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from structum_lab.plugins.database import ConfigurationError, DatabaseURL, IsolationLevel
-from structum_lab.plugins.database.kit import normalize_isolation
+from structum_lab.plugins.database.kit import (
+    normalize_isolation,
+    normalize_prepare_threshold,
+    ping_budget,
+    resolve_statement_deadline,
+)
 
 __all__ = ["PoolSettings", "normalize_prepare_threshold", "resolve_settings"]
 
 log = logging.getLogger("structum_lab.plugins.database")
 
-_OFF: Final = frozenset({"none", "null", "off", "false", "no", "disable", "disabled", ""})
 #: Arguments the backend owns: it manages transactions and the row shape itself.
 _RESERVED: Final = frozenset({"autocommit", "row_factory", "cursor_factory", "context"})
 
@@ -46,30 +50,10 @@ class PoolSettings:
     pre_ping_window: float
     connect_timeout: int | None
     isolation: IsolationLevel | None
-
-
-def normalize_prepare_threshold(value: object) -> int | None:
-    """``None``/``false``/``"none"``/``"off"`` disable prepared statements; else a count >= 0.
-
-    TOML has no null, so ``prepare_threshold = false`` is how a config file asks for
-    PgBouncer's transaction mode.
-    """
-    if value is None or value is False:
-        return None
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in _OFF:
-            return None
-        if text.isdigit():
-            return int(text)
-    elif isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    elif isinstance(value, float) and value.is_integer() and value >= 0:
-        return int(value)
-    raise ConfigurationError(
-        f"prepare_threshold must be a whole number >= 0, or none/false to disable prepared statements "
-        f"(PgBouncer in transaction mode), got {value!r}"
-    )
+    #: Client-side limit on one round trip (None: none); see core's ``_deadline.py``.
+    statement_deadline: float | None
+    #: Limit on the liveness ping at checkout: a connection that does not answer is dead.
+    ping_budget: float
 
 
 def _seconds(name: str, value: float | None, *, minimum: float = 0.0) -> float | None:
@@ -110,6 +94,7 @@ def resolve_settings(
     connect_args: Mapping[str, Any] | None,
     connect_timeout: float | None,
     statement_timeout: float | None,
+    statement_deadline: float | None,
     application_name: str | None,
     isolation_level: str | None,
     row_factory: Any,
@@ -168,13 +153,15 @@ def resolve_settings(
     if "connect_timeout" in connect_args:
         connect_s = max(2, math.ceil(float(connect_args["connect_timeout"])))
     kwargs.update(connect_args)
+    deadline = resolve_statement_deadline(statement_s, _seconds("statement_deadline", statement_deadline))
+    # psycopg_pool refuses at once when asked to wait 0 s, even with idle connections.
+    checkout_wait = max(wait or 0.0, 0.001)
     return PoolSettings(
         conninfo=conninfo,
         kwargs=kwargs,
         min_size=low,
         max_size=high,
-        # psycopg_pool refuses at once when asked to wait 0 s, even with idle connections.
-        timeout=max(wait or 0.0, 0.001),
+        timeout=checkout_wait,
         max_lifetime=lifetime or 3600.0,
         max_idle=_seconds("max_idle", max_idle) or 600.0,
         reconnect_timeout=_seconds("reconnect_timeout", reconnect_timeout) or 300.0,
@@ -185,6 +172,8 @@ def resolve_settings(
         pre_ping_window=_seconds("pre_ping_window", pre_ping_window) or 0.0,
         connect_timeout=connect_s,
         isolation=normalize_isolation(isolation_level),
+        statement_deadline=deadline,
+        ping_budget=ping_budget(checkout_wait, connect_s, deadline),
     )
 
 

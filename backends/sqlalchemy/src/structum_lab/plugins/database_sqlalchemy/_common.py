@@ -4,13 +4,17 @@ error translation, pool figures and the pool-exhausted error. Only the parts tha
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Mapping
 from typing import Any, Final, cast
 
+from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import Pool, QueuePool
 
 from structum_lab.plugins.database import (
+    ConfigurationError,
     ConnectionLostError,
     DatabaseError,
     DatabaseURL,
@@ -20,16 +24,25 @@ from structum_lab.plugins.database import (
     TransactionError,
 )
 from structum_lab.plugins.database.kit import (
+    DRIVER_LOGGERS,
+    FORK,
+    PSYCOPG_PREPARE_THRESHOLD,
     DatabaseBase,
     PoolStats,
     TransactionScope,
     Translator,
+    adopt,
     normalize_isolation,
+    ping_budget,
     pool_exhausted_message,
+    protect_logs,
+    resolve_statement_deadline,
 )
 
+from ._deadlines import deadline_connect_args, install_deadline
 from ._dialects import lexer_for, target_for
 from ._engine import (
+    apply_prepare_threshold,
     create_engine_checked,
     engine_arguments,
     install_listeners,
@@ -37,7 +50,7 @@ from ._engine import (
     sqlalchemy_url,
 )
 
-__all__ = ["EngineDatabase", "SQLAlchemyPoolTimeoutError"]
+__all__ = ["EngineDatabase", "OpenConnections", "SQLAlchemyPoolTimeoutError", "describe_connection"]
 
 _SA_ISOLATION: Final[dict[IsolationLevel, str]] = {
     "read_uncommitted": "READ UNCOMMITTED",
@@ -49,6 +62,27 @@ _SA_ISOLATION: Final[dict[IsolationLevel, str]] = {
 
 class SQLAlchemyPoolTimeoutError(PoolTimeoutError, sa_exc.TimeoutError):
     """Pool exhausted: catchable as core ``PoolTimeoutError`` and as ``sqlalchemy.exc.TimeoutError``."""
+
+
+class OpenConnections:
+    """How many connections the engine's pool holds open, from its connect/close events."""
+
+    __slots__ = ("_lock", "count")
+
+    def __init__(self, engine: Any) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+        event.listen(engine, "connect", self._opened)
+        event.listen(engine, "close", self._gone)
+        event.listen(engine, "detach", self._gone)  # still open, but no longer the pool's
+
+    def _opened(self, *_: Any) -> None:
+        with self._lock:
+            self.count += 1
+
+    def _gone(self, *_: Any) -> None:
+        with self._lock:
+            self.count -= 1
 
 
 class EngineDatabase(DatabaseBase):
@@ -74,11 +108,13 @@ class EngineDatabase(DatabaseBase):
         connect_args: Mapping[str, Any] | None,
         connect_timeout: float | None,
         statement_timeout: float | None,
+        statement_deadline: float | None,
         isolation_level: str | None,
         health_check_timeout: float,
         health_degraded_ms: float,
         name: str | None,
         engine_options: Mapping[str, Any] | None,
+        prepare_threshold: object = PSYCOPG_PREPARE_THRESHOLD,
     ) -> None:
         parsed = self._setup_base(
             url,
@@ -111,9 +147,20 @@ class EngineDatabase(DatabaseBase):
             isolation_level=self._isolation_option(default_isolation) if default_isolation else None,
             engine_options=engine_options,
         )
+        apply_prepare_threshold(args, sa_url.get_driver_name(), prepare_threshold)
+        deadline = resolve_statement_deadline(statement_timeout, statement_deadline)
+        bounded = deadline_connect_args(sa_url.get_driver_name(), deadline, is_async=is_async)
+        if bounded:  # the user's connect_args win
+            args["connect_args"] = {**bounded, **args.get("connect_args", {})}
+        self._ping_budget = ping_budget(pool_timeout, connect_timeout, deadline)
+        self._connect_timeout = connect_timeout or 0.0
         self._engine = create_engine_checked(sa_url, args, is_async=is_async)
         sync_engine = self._engine.sync_engine if is_async else self._engine
         install_listeners(sync_engine, statement_timeout=statement_timeout)
+        if "creator" not in (engine_options or {}):  # the user's own creator opens connections as it likes
+            install_deadline(sync_engine, deadline)
+        self._open = OpenConnections(sync_engine)
+        protect_logs(self._secrets, engine_loggers(sync_engine))
         dialect = sync_engine.dialect
         self._translator = Translator(lexer_for(dialect.name), target_for(dialect.driver, dialect.paramstyle))
         self._scope = TransactionScope(f"structum_sqlalchemy_{id(self)}", is_async=is_async)
@@ -123,6 +170,12 @@ class EngineDatabase(DatabaseBase):
         self._pre_ping = pool_pre_ping
         self._closed = False
         self._stats = PoolStats()
+        # Every connection lent out, until it is returned. A Connection sits in a reference
+        # cycle (with its transaction), so a forgotten one is freed by the cyclic collector,
+        # which runs SQLAlchemy's weakref rescue *before* our wrapper's __del__: the
+        # connection would be returned twice (the second time under another user). Held
+        # here, it stays reachable, and only the wrapper's __del__ returns it.
+        self._lent: set[Any] = set()
 
     # -- shared behaviour --------------------------------------------------------------
 
@@ -132,12 +185,14 @@ class EngineDatabase(DatabaseBase):
         counters: dict[str, Any] = self._stats.counters()
         if isinstance(pool, QueuePool):
             size = pool.size()
-            checked_in = pool.checkedin()
             checked_out = pool.checkedout()
+            # Not checkedin(): it also counts slots whose connection was closed (invalidated
+            # after an error or a cancellation) and is only reopened at its next checkout.
+            total = max(self._open.count, checked_out)
             figures = {
                 "checked_out": checked_out,
-                "available": checked_in,
-                "total": checked_in + checked_out,
+                "available": total - checked_out,
+                "total": total,
                 # QueuePool counts overflow from -size; only connections above size are overflow.
                 "overflow": max(0, pool.overflow()),
                 "size": size,
@@ -156,6 +211,18 @@ class EngineDatabase(DatabaseBase):
     def _check_open(self) -> None:
         if self._closed:
             raise TransactionError(f"database {self._name!r} has been shut down; create a new one")
+        if self._fork_epoch != FORK.epoch:
+            adopt(self, self._after_fork)
+
+    def _after_fork(self) -> Any:
+        """In a forked child: a pool of its own, by SQLAlchemy's documented recipe
+        (``dispose(close=False)``), which leaves the parent's connections open and unused.
+        The inherited pool goes back to core, which keeps it from being finalized."""
+        engine = getattr(self._engine, "sync_engine", self._engine)
+        inherited = engine.pool
+        engine.dispose(close=False)
+        self._stats = PoolStats()  # the parent's checked-out connections are not the child's
+        return inherited
 
     def _refuse_if_exhausted(self) -> None:
         """The health check reports a full pool instead of queueing behind it."""
@@ -180,9 +247,22 @@ class EngineDatabase(DatabaseBase):
             )
         )
 
-    def _connect_failed(self, started: float, exc: sa_exc.DBAPIError) -> DatabaseError:
+    def _connect_failed(self, started: float, exc: sa_exc.DBAPIError | OSError) -> DatabaseError:
         self._stats.checkout_failed(started, timed_out=False)
-        return self._error(exc.orig if exc.orig is not None else exc, connecting=True)
+        orig = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
+        if isinstance(orig, TimeoutError) and not str(orig):  # asyncpg's says nothing
+            orig = TimeoutError(f"no answer within connect_timeout={self._connect_timeout:g} s")
+        return self._error(orig, connecting=True)
+
+    def _driver_refused(self, started: float, exc: Exception) -> ConfigurationError:
+        """The driver's ``connect()`` refused an argument (from the URL query or ``connect_args``):
+        a configuration mistake, not a connection failure."""
+        self._stats.checkout_failed(started, timed_out=False)
+        message = (
+            f"the {self._dialect} driver refused the connection arguments (URL query parameters or "
+            f"connect_args): {type(exc).__name__}: {exc}"
+        )
+        return ConfigurationError(self._secrets.scrub(message), backend=self.backend_name)
 
     def _translate(self, exc: BaseException) -> DatabaseError:
         if isinstance(exc, sa_exc.DBAPIError):
@@ -206,3 +286,27 @@ class EngineDatabase(DatabaseBase):
         if self._dialect == "sqlite":
             return f"PRAGMA query_only = {int(enable)}"
         return "SET TRANSACTION READ ONLY" if enable else None
+
+
+def describe_connection(sa_conn: Any) -> str:
+    """How a leak warning names a connection: its server pid when the driver tells (psycopg)."""
+    if sa_conn is None or sa_conn.closed or sa_conn.invalidated:
+        return "closed"
+    try:
+        driver = sa_conn.connection.driver_connection
+    except sa_exc.SQLAlchemyError:
+        return "closed"
+    pid = getattr(getattr(driver, "info", None), "backend_pid", None)
+    return f"server pid {pid}" if pid else type(driver).__name__
+
+
+def engine_loggers(engine: Any) -> list[logging.Logger | str]:
+    """The loggers an engine's records go to (its own, its pool's, its driver's), to scrub."""
+    found: list[logging.Logger | str] = []
+    for holder in (engine, engine.pool):
+        logger = getattr(holder, "logger", None)
+        logger = getattr(logger, "logger", logger)  # echo/logging_name wrap it in an InstanceLogger
+        if isinstance(logger, logging.Logger):
+            found.append(logger)
+    found += DRIVER_LOGGERS.get(engine.dialect.driver, ())
+    return found

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from structum_lab.plugins.database import Params, ProgrammingError, Row, TransactionError
+from structum_lab.plugins.database import ParameterError, Params, ProgrammingError, Row, TransactionError
 from structum_lab.plugins.database.kit import (
     ABORTED_TRANSACTION,
     CONNECTION_ENDED,
@@ -22,6 +22,7 @@ from structum_lab.plugins.database.kit import (
     NOTHING_EXECUTED,
     BufferedResult,
     Translator,
+    leaks,
     paused_gc,
 )
 
@@ -35,6 +36,7 @@ _PQ_INERROR = 3  # libpq's PQTRANS_INERROR
 __all__ = ["SQLAlchemyConnection", "SQLAlchemyResult", "reset_driver_transaction"]
 
 _NO_PARAMS = {"no_parameters": True}
+_epoch = leaks.epoch
 
 
 def postgres_aborted(sa_conn: sa.Connection | None) -> bool:
@@ -183,14 +185,24 @@ class SQLAlchemyConnection:
     (each ``db.transaction()`` call gives its caller its own).
     """
 
-    __slots__ = ("_db", "_last", "_sa", "_translate_sql", "_tx")
+    __slots__ = ("_db", "_epoch", "_last", "_sa", "_translate_sql", "_tx")
 
     def __init__(self, db: SQLAlchemyDatabase, sa_conn: sa.Connection, translator: Translator) -> None:
         self._db = db
+        self._epoch = _epoch()
         self._sa: sa.Connection | None = sa_conn
         self._tx: sa.RootTransaction | None = None
         self._translate_sql = translator
         self._last: SQLAlchemyResult | None = None
+
+    def __del__(self, _reclaim_later: Any = leaks.reclaim_later) -> None:
+        # Dropped while still open (get_connection() without close()): the reaper thread
+        # rolls back and returns the connection. SQLAlchemy's own rescue would wait for
+        # the cyclic collector, and a finalizer itself must not block or lock.
+        sa_conn = self._sa
+        if sa_conn is not None:
+            self._sa = None
+            _reclaim_later(self._epoch, self._db._reclaim, sa_conn)
 
     # -- state ---------------------------------------------------------------------------
 
@@ -223,12 +235,19 @@ class SQLAlchemyConnection:
         try:
             if bound is None:
                 result = sa_conn.exec_driver_sql(driver_sql, execution_options=_NO_PARAMS)
+            elif type(bound) is list:
+                # SQLAlchemy reads a list as many parameter sets (executemany); one set is a tuple.
+                result = sa_conn.exec_driver_sql(driver_sql, tuple(bound))
             else:
                 result = sa_conn.exec_driver_sql(driver_sql, bound)
         except sa_exc.DBAPIError as exc:
             raise self._db._translate(exc) from exc
         except sa_exc.StatementError as exc:
             raise self._db._translate(exc.orig or exc) from exc
+        except sa_exc.ArgumentError as exc:
+            raise ParameterError(str(exc), backend="sqlalchemy") from exc
+        except (TypeError, ValueError) as exc:  # the driver cannot send a value (PyMySQL raises these)
+            raise ParameterError(f"the driver cannot send these parameters: {exc}", backend="sqlalchemy") from exc
         self._last = wrapped = SQLAlchemyResult(result)
         return wrapped
 
@@ -240,9 +259,15 @@ class SQLAlchemyConnection:
         if not batch:
             return 0
         try:
-            result = sa_conn.exec_driver_sql(statement.sql, batch)
+            result = sa_conn.exec_driver_sql(statement.sql, [tuple(b) if type(b) is list else b for b in batch])
         except sa_exc.DBAPIError as exc:
             raise self._db._translate(exc) from exc
+        except sa_exc.StatementError as exc:
+            raise self._db._translate(exc.orig or exc) from exc
+        except sa_exc.ArgumentError as exc:
+            raise ParameterError(str(exc), backend="sqlalchemy") from exc
+        except (TypeError, ValueError) as exc:  # the driver cannot send a value (PyMySQL raises these)
+            raise ParameterError(f"the driver cannot send these parameters: {exc}", backend="sqlalchemy") from exc
         return result.rowcount
 
     def _last_result(self) -> SQLAlchemyResult:

@@ -20,14 +20,18 @@ from structum_lab.plugins.database import (
     TransactionError,
 )
 from structum_lab.plugins.database.kit import (
+    FORK,
     NESTED_OPTIONS,
     BufferedResult,
     TransactionScope,
+    adopt,
+    leaks,
     normalize_isolation,
+    round_trip_cap,
     run_health_check,
 )
 
-from ._common import EngineDatabase, SQLAlchemyPoolTimeoutError
+from ._common import EngineDatabase, SQLAlchemyPoolTimeoutError, describe_connection
 from ._connection import SQLAlchemyConnection
 
 if TYPE_CHECKING:
@@ -67,7 +71,7 @@ class _Transaction:
             if self._readonly and (sql := db._readonly_sql(True)):
                 sa_conn.exec_driver_sql(sql)
         except BaseException as exc:
-            db._release(sa_conn)
+            conn.close()
             if isinstance(exc, sa_exc.DBAPIError):
                 raise db._translate(exc) from exc
             raise
@@ -134,11 +138,13 @@ class SQLAlchemyDatabase(EngineDatabase):
         connect_args: Mapping[str, Any] | None = None,
         connect_timeout: float | None = 10.0,
         statement_timeout: float | None = None,
+        statement_deadline: float | None = None,
         isolation_level: str | None = None,
         health_check_timeout: float = 5.0,
         health_degraded_ms: float = 1000.0,
         name: str | None = None,
         engine_options: Mapping[str, Any] | None = None,
+        prepare_threshold: int | str | None = 5,
     ) -> None:
         self._init_engine(
             url,
@@ -153,11 +159,13 @@ class SQLAlchemyDatabase(EngineDatabase):
             connect_args=connect_args,
             connect_timeout=connect_timeout,
             statement_timeout=statement_timeout,
+            statement_deadline=statement_deadline,
             isolation_level=isolation_level,
             health_check_timeout=health_check_timeout,
             health_degraded_ms=health_degraded_ms,
             name=name,
             engine_options=engine_options,
+            prepare_threshold=prepare_threshold,
         )
 
     @property
@@ -179,13 +187,16 @@ class SQLAlchemyDatabase(EngineDatabase):
 
         Also a context manager (commits on success, rolls back on error, closes).
         """
+        leaks.ensure_reaper()  # returns the connection if it is garbage-collected open
         sa_conn = self._checkout(None, False)
         conn = SQLAlchemyConnection(self, sa_conn, self._translator)
         try:
             conn._begin()
-        except sa_exc.DBAPIError as exc:
-            self._release(sa_conn)
-            raise self._translate(exc) from exc
+        except BaseException as exc:
+            conn.close()
+            if isinstance(exc, sa_exc.DBAPIError):
+                raise self._translate(exc) from exc
+            raise
         return conn
 
     def execute(self, sql: str, params: Params = None) -> BufferedResult:
@@ -251,6 +262,8 @@ class SQLAlchemyDatabase(EngineDatabase):
 
     def shutdown(self) -> None:
         """Close every pooled connection. Idempotent; the database is unusable afterwards."""
+        if self._fork_epoch != FORK.epoch:
+            adopt(self, self._after_fork)  # a forked child closes its own pool, never the parent's
         self._closed = True
         self._engine.dispose()
 
@@ -266,12 +279,16 @@ class SQLAlchemyDatabase(EngineDatabase):
         self._check_open()
         started = self._stats.checkout_started()
         try:
-            sa_conn = self._engine.connect()
+            with round_trip_cap(self._ping_budget):  # the pre-ping: no answer in time, a dead connection
+                sa_conn = self._engine.connect()
         except sa_exc.TimeoutError as exc:
             raise self._exhausted(started) from exc
-        except sa_exc.DBAPIError as exc:
+        except (sa_exc.DBAPIError, OSError) as exc:  # asyncpg raises OSError when it cannot connect
             raise self._connect_failed(started, exc) from exc
+        except (TypeError, ValueError) as exc:  # the driver's connect() refused its arguments
+            raise self._driver_refused(started, exc) from exc
         self._stats.checkout_done(started)
+        self._lent.add(sa_conn)
         try:
             if isolation is not None:
                 sa_conn.execution_options(isolation_level=self._isolation_option(isolation))
@@ -284,20 +301,28 @@ class SQLAlchemyDatabase(EngineDatabase):
 
     def _release(self, sa_conn: sa.Connection) -> None:
         self._stats.released()
+        self._lent.discard(sa_conn)
         try:
             sa_conn.close()
         except sa_exc.DBAPIError:
             log.debug("error while returning a connection to the pool", exc_info=True)
 
+    def _reclaim(self, sa_conn: sa.Connection) -> None:
+        """Return a connection whose wrapper was garbage-collected open (on the reaper thread)."""
+        detail = describe_connection(sa_conn)
+        self._release(sa_conn)
+        leaks.warn_leak(self._name, detail)
+
     def _probe(self, timeout_s: float) -> None:
         self._refuse_if_exhausted()
-        sa_conn = self._checkout(None, False)
-        try:
-            if not self._pre_ping:
-                # With pre-ping on, the checkout above already made the one round trip.
-                _ping(sa_conn)
-        finally:
-            self._release(sa_conn)
+        with round_trip_cap(timeout_s):  # the probe's round trips end with the health deadline
+            sa_conn = self._checkout(None, False)
+            try:
+                if not self._pre_ping:
+                    # With pre-ping on, the checkout above already made the one round trip.
+                    _ping(sa_conn)
+            finally:
+                self._release(sa_conn)
 
 
 def _ping(sa_conn: sa.Connection) -> None:

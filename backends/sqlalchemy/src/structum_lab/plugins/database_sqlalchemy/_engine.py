@@ -18,6 +18,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import StaticPool
 
 from structum_lab.plugins.database import ConfigurationError, DatabaseURL
+from structum_lab.plugins.database.kit import PSYCOPG_PREPARE_THRESHOLD, normalize_prepare_threshold
 
 from ._dialects import (
     driver_install_hint,
@@ -27,7 +28,7 @@ from ._dialects import (
     to_sqlalchemy_url,
 )
 
-__all__ = ["engine_arguments", "install_listeners", "sqlalchemy_url"]
+__all__ = ["apply_prepare_threshold", "engine_arguments", "install_listeners", "sqlalchemy_url"]
 
 
 def sqlalchemy_url(url: DatabaseURL, *, is_async: bool) -> sa.URL:
@@ -102,6 +103,23 @@ def engine_arguments(
     return args
 
 
+def apply_prepare_threshold(args: dict[str, Any], driver: str, prepare_threshold: object) -> None:
+    """psycopg's ``prepare_threshold``: none/false turns server-side prepared statements off
+    (PgBouncer in transaction mode). A value in ``connect_args`` wins, and is read the same
+    way, so ``connect_args = { prepare_threshold = false }`` in TOML works too."""
+    driver_args = dict(args.get("connect_args") or {})
+    given = driver_args.get("prepare_threshold", prepare_threshold)
+    if driver == "psycopg":
+        value = normalize_prepare_threshold(given)
+        if value != PSYCOPG_PREPARE_THRESHOLD or "prepare_threshold" in driver_args:
+            args["connect_args"] = {**driver_args, "prepare_threshold": value}
+    elif prepare_threshold != PSYCOPG_PREPARE_THRESHOLD:
+        raise ConfigurationError(
+            f"prepare_threshold is a setting of the psycopg driver, and this URL uses {driver}; "
+            "use a postgresql+psycopg:// URL, or remove the option"
+        )
+
+
 def install_listeners(engine: sa.Engine, *, statement_timeout: float | None) -> None:
     dialect = engine.dialect.name
     if dialect == "sqlite":
@@ -136,7 +154,7 @@ def create_engine_checked(sa_url: sa.URL, args: Mapping[str, Any], *, is_async: 
             from sqlalchemy.ext.asyncio import create_async_engine
 
             return create_async_engine(sa_url, **args)
-        return sa.create_engine(sa_url, **args)
+        engine = sa.create_engine(sa_url, **args)
     except sa_exc.NoSuchModuleError:
         raise ConfigurationError(
             f"SQLAlchemy has no dialect or driver named {sa_url.drivername!r}; "
@@ -147,5 +165,16 @@ def create_engine_checked(sa_url: sa.URL, args: Mapping[str, Any], *, is_async: 
             f"the database driver for {sa_url.drivername}:// is not installed ({exc.name}); "
             f"{driver_install_hint(sa_url.get_driver_name())}"
         ) from None
-    except (TypeError, sa_exc.ArgumentError) as exc:
-        raise ConfigurationError(f"invalid engine options for {sa_url.drivername}://: {exc}") from None
+    except (TypeError, ValueError, sa_exc.ArgumentError) as exc:  # ValueError: a URL query value of the wrong type
+        raise ConfigurationError(
+            f"invalid engine options or URL query parameters for {sa_url.drivername}://: {exc}"
+        ) from None
+    except sa_exc.InvalidRequestError as exc:  # e.g. an async engine on a sync-only driver
+        raise ConfigurationError(f"{sa_url.drivername}:// cannot be used here: {exc}") from None
+    if engine.dialect.is_async:
+        # It would fail at the first connection with SQLAlchemy's MissingGreenlet.
+        raise ConfigurationError(
+            f"{sa_url.drivername}:// is an asyncio driver: open it with AsyncSQLAlchemyDatabase or "
+            "connect_async(), or name a sync driver in the URL (e.g. postgresql+psycopg://)"
+        )
+    return engine

@@ -17,6 +17,12 @@ OPTIONS: Mapping[str, Option] = {
         "isolation_level", "str", None, "Default isolation level (read_committed, repeatable_read, serializable)"
     ),
     "engine_options": Option("engine_options", "dict", None, "Extra keyword arguments for create_engine()"),
+    "prepare_threshold": Option(
+        "prepare_threshold",
+        "any",
+        5,
+        "psycopg driver: executions before a statement is prepared; none/false disables (PgBouncer transaction mode)",
+    ),
 }
 
 
