@@ -1,0 +1,288 @@
+"""Scenario 3: a blackholed server, through a TCP proxy the test controls.
+
+* ``blackhole``: the proxy accepts connections and never answers. ``health_check()``,
+  ``transaction()`` and a checkout return or raise within their deadlines
+  (``health_check_timeout``, ``connect_timeout``, ``pool_timeout``).
+* ``stall``: the proxy stops forwarding mid-stream. A statement waiting for its answer
+  fails after ``statement_deadline`` with ``ConnectionLostError``; idle pooled
+  connections fail their ping within the checkout's deadline. A connection that timed
+  out is never reused: when the proxy forwards again (delivering the stale answers),
+  every query still gets its own result.
+* A query running past ``statement_timeout`` gets ``StatementTimeoutError`` and the
+  connection stays usable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from structum_lab.plugins.database import (
+    AsyncPostgresDatabase,
+    ConfigurationError,
+    ConnectionFailedError,
+    ConnectionLostError,
+    HealthStatus,
+    PostgresDatabase,
+    SQLAlchemyDatabase,
+    StatementTimeoutError,
+    connect,
+)
+from structum_lab.plugins.database import _deadline as deadline_module
+from structum_lab.plugins.database.kit import DEADLINE_GRACE, DEFAULT_STATEMENT_DEADLINE, DeadlineExceeded, bounded
+
+from ._faults import ASYNC_KINDS, SYNC_KINDS, app_name, open_db
+from ._infra import Proxy
+
+pytestmark = pytest.mark.postgres
+
+KINDS = SYNC_KINDS + ASYNC_KINDS
+CONNECT, POOL, HEALTH, STATEMENT = 2.0, 1.0, 1.0, 1.5
+OPTIONS = {
+    "pool_size": 2,
+    "max_overflow": 0,
+    "connect_timeout": CONNECT,
+    "pool_timeout": POOL,
+    "health_check_timeout": HEALTH,
+    "statement_deadline": STATEMENT,
+}
+MARGIN = 0.75  # scheduling slack on a loaded CI machine
+#: The documented bound of a checkout: waiting for a slot or pinging an idle connection
+#: (pool_timeout), then one connection attempt (connect_timeout).
+CHECKOUT_BOUND = POOL + CONNECT + MARGIN
+DOWN = (ConnectionFailedError, ConnectionLostError)
+
+
+class Sync:
+    """The same calls on sync and async databases (async ones on a private event loop)."""
+
+    def __init__(self, kind: str, url: str, **options: Any) -> None:
+        self.is_async = kind in ASYNC_KINDS
+        self.loop = asyncio.new_event_loop()
+        self.db = open_db(kind, url, app_name(), **{**OPTIONS, **options})
+
+    def run(self, coro: Any) -> Any:
+        return self.loop.run_until_complete(coro)
+
+    def scalar(self, sql: str) -> Any:
+        if not self.is_async:
+            with self.db.transaction() as conn:
+                return conn.execute(sql).scalar()
+
+        async def go() -> Any:
+            async with self.db.transaction() as conn:
+                return await (await conn.execute(sql)).scalar()
+
+        return self.run(go())
+
+    def checkout(self) -> None:
+        """get_connection(), one statement, close(): a pool checkout the caller controls."""
+        if not self.is_async:
+            conn = self.db.get_connection()
+            try:
+                conn.execute("SELECT 1")
+            finally:
+                conn.close()
+            return
+
+        async def go() -> None:
+            conn = await self.db.get_connection()
+            try:
+                await conn.execute("SELECT 1")
+            finally:
+                await conn.close()
+
+        self.run(go())
+
+    def stalled_mid_transaction(self, proxy: Proxy) -> None:
+        """A transaction whose second statement is sent after the proxy stopped forwarding."""
+        if not self.is_async:
+            with self.db.transaction() as conn:
+                conn.execute("SELECT 1")
+                proxy.mode = "stall"
+                conn.execute("SELECT 2")
+            return
+
+        async def go() -> None:
+            async with self.db.transaction() as conn:
+                await conn.execute("SELECT 1")
+                proxy.mode = "stall"
+                await conn.execute("SELECT 2")
+
+        self.run(go())
+
+    def health(self) -> Any:
+        return self.run(self.db.health_check()) if self.is_async else self.db.health_check()
+
+    def close(self) -> None:
+        if self.is_async:
+            self.run(self.db.shutdown())
+        else:
+            self.db.shutdown()
+        self.loop.close()
+
+
+def timed(call: Any) -> tuple[Any, float]:
+    started = time.monotonic()
+    try:
+        value = call()
+    except Exception as exc:
+        return exc, time.monotonic() - started
+    return value, time.monotonic() - started
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_blackhole_deadlines(kind: str, proxy_to_pg: Proxy) -> None:
+    proxy_to_pg.mode = "blackhole"
+    d = Sync(kind, proxy_to_pg.url())
+    try:
+        result, took = timed(d.health)
+        assert result.status is HealthStatus.UNHEALTHY and took < HEALTH + MARGIN, (result, took)
+        error, took_tx = timed(lambda: d.scalar("SELECT 1"))
+        assert isinstance(error, ConnectionFailedError), repr(error)
+        assert took_tx < CHECKOUT_BOUND, took_tx
+        error, took_checkout = timed(d.checkout)
+        assert isinstance(error, ConnectionFailedError) and took_checkout < CHECKOUT_BOUND
+        proxy_to_pg.mode = "forward"
+        assert d.scalar("SELECT 5") == 5  # back without manual action
+        print(f"\n{kind} blackhole: health {took:.2f} s, transaction {took_tx:.2f} s, checkout {took_checkout:.2f} s")
+    finally:
+        proxy_to_pg.mode = "forward"
+        d.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_stall_mid_statement_and_no_reuse(kind: str, proxy_to_pg: Proxy) -> None:
+    d = Sync(kind, proxy_to_pg.url())
+    try:
+        assert d.scalar("SELECT 1") == 1
+        error, took = timed(lambda: d.stalled_mid_transaction(proxy_to_pg))
+        assert isinstance(error, ConnectionLostError), repr(error)
+        assert "statement_deadline" in str(error) and "not committed" in str(error)
+        assert STATEMENT - 0.1 <= took < STATEMENT + MARGIN, took
+        time.sleep(0.3)  # the pool's refill attempts start while the network is still stalled
+        # The proxy now delivers the stalled "SELECT 2" and its answer; a connection that
+        # timed out must not be reused, or a later query would read that stale answer.
+        proxy_to_pg.mode = "forward"
+        answers = [d.scalar(f"SELECT {n}") for n in range(40, 46)]
+        assert answers == list(range(40, 46))
+        info = d.db.get_pool_info()
+        assert info["checked_out"] == 0 and info["connections_lost"] >= 1, info
+        print(f"\n{kind} stall mid-statement: ConnectionLostError after {took:.2f} s (statement_deadline={STATEMENT})")
+    finally:
+        proxy_to_pg.mode = "forward"
+        d.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_stall_with_idle_pool(kind: str, proxy_to_pg: Proxy) -> None:
+    d = Sync(kind, proxy_to_pg.url())
+    try:
+        assert d.scalar("SELECT 1") == 1
+        time.sleep(0.6)  # idle long enough to be pinged at checkout on every backend
+        proxy_to_pg.mode = "stall"
+        error, took_checkout = timed(d.checkout)
+        assert isinstance(error, DOWN), repr(error)
+        assert took_checkout < CHECKOUT_BOUND, took_checkout
+        result, took_health = timed(d.health)
+        assert result.status is HealthStatus.UNHEALTHY and took_health < HEALTH + MARGIN
+        error, took_tx = timed(lambda: d.scalar("SELECT 1"))
+        assert isinstance(error, DOWN) and took_tx < CHECKOUT_BOUND, (error, took_tx)
+        proxy_to_pg.mode = "forward"
+        assert [d.scalar(f"SELECT {n}") for n in (7, 8, 9)] == [7, 8, 9]
+        assert d.db.get_pool_info()["checked_out"] == 0
+        print(
+            f"\n{kind} stall, idle pool: checkout {took_checkout:.2f} s, health {took_health:.2f} s, "
+            f"transaction {took_tx:.2f} s"
+        )
+    finally:
+        proxy_to_pg.mode = "forward"
+        d.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_health_check_on_a_stalled_pooled_connection(kind: str, proxy_to_pg: Proxy) -> None:
+    # The probe pings a pooled connection that stopped answering. Cancelling it at the
+    # deadline must not wait for the driver's cancel request to that silent server.
+    d = Sync(kind, proxy_to_pg.url())
+    try:
+        assert d.scalar("SELECT 1") == 1
+        proxy_to_pg.mode = "stall"
+        result, took = timed(d.health)
+        assert result.status is HealthStatus.UNHEALTHY, result
+        assert took < HEALTH + MARGIN, took
+        proxy_to_pg.mode = "forward"
+        assert d.scalar("SELECT 3") == 3
+        assert d.health().status is HealthStatus.HEALTHY
+    finally:
+        proxy_to_pg.mode = "forward"
+        d.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_statement_timeout(kind: str, pg_url: str) -> None:
+    d = Sync(kind, pg_url, statement_timeout=0.5)
+    try:
+        error, took = timed(lambda: d.scalar("SELECT pg_sleep(5)"))
+        assert isinstance(error, StatementTimeoutError), repr(error)
+        assert isinstance(error, TimeoutError) and error.sqlstate == "57014"
+        assert 0.45 <= took < 0.5 + MARGIN, took
+        assert d.scalar("SELECT 11") == 11  # the server cancelled the statement; the connection is fine
+        assert d.db.get_pool_info()["connections_lost"] == 0
+    finally:
+        d.close()
+
+
+def test_deadline_defaults(pg_url: str) -> None:
+    """No statement waits forever by default; the deadline follows statement_timeout."""
+    with PostgresDatabase(pg_url) as db:
+        assert db.settings.statement_deadline == DEFAULT_STATEMENT_DEADLINE
+    with PostgresDatabase(pg_url, statement_timeout=0.5) as db:
+        assert db.settings.statement_deadline == 0.5 + DEADLINE_GRACE
+    with PostgresDatabase(pg_url, statement_deadline=0) as db:
+        assert db.settings.statement_deadline is None  # disabled on request
+    adb = AsyncPostgresDatabase(pg_url, statement_deadline=7)
+    assert adb.settings.statement_deadline == 7
+    sa_db = SQLAlchemyDatabase(pg_url.replace("postgresql://", "postgresql+psycopg://"), statement_deadline=3)
+    try:
+        with sa_db.transaction() as conn:
+            raw = conn.sqlalchemy_connection.connection.driver_connection
+            assert type(raw).__name__ == "BoundedConnection"  # round trips go through the deadline
+    finally:
+        sa_db.shutdown()
+
+
+def test_statement_deadline_is_a_checked_option() -> None:
+    with pytest.raises(ConfigurationError, match="statement_deadline"):
+        connect("postgresql://app@127.0.0.1:1/app", statement_deadline=-1)
+    with pytest.raises(ConfigurationError, match="statement_deadline"):
+        connect("sqlite://", statement_deadline="soon")
+
+
+def test_the_deadline_limits_silence_not_a_long_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``bounded()`` as psycopg's waiting loop drives it: readiness restarts the clock."""
+    clock = [0.0]
+    monkeypatch.setattr(deadline_module, "monotonic", lambda: clock[0])
+
+    def io() -> Any:
+        for _ in range(4):
+            yield "wait-read"
+        return "result"
+
+    def drive(readiness: list[int]) -> Any:
+        gen = bounded(io(), 1.0)
+        next(gen)
+        try:
+            for ready in readiness:
+                clock[0] += 0.6
+                gen.send(ready)
+        except StopIteration as done:
+            return done.value
+        return None
+
+    assert drive([1, 1, 1, 1]) == "result"  # 2.4 s in all, but the server kept sending
+    with pytest.raises(DeadlineExceeded):
+        drive([1, 0, 0, 1])  # 1.2 s of silence
