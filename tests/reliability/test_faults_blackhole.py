@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from typing import Any
 
@@ -31,8 +32,7 @@ from structum_lab.plugins.database import (
     StatementTimeoutError,
     connect,
 )
-from structum_lab.plugins.database import _deadline as deadline_module
-from structum_lab.plugins.database.kit import DEADLINE_GRACE, DEFAULT_STATEMENT_DEADLINE, DeadlineExceeded, bounded
+from structum_lab.plugins.database.kit import DEADLINE_GRACE, DEFAULT_STATEMENT_DEADLINE, WATCHDOG
 
 from ._faults import ASYNC_KINDS, SYNC_KINDS, app_name, open_db
 from ._infra import Proxy
@@ -262,27 +262,25 @@ def test_statement_deadline_is_a_checked_option() -> None:
         connect("sqlite://", statement_deadline="soon")
 
 
-def test_the_deadline_limits_silence_not_a_long_answer(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``bounded()`` as psycopg's waiting loop drives it: readiness restarts the clock."""
-    clock = [0.0]
-    monkeypatch.setattr(deadline_module, "monotonic", lambda: clock[0])
+def test_the_watchdog_cuts_only_waits_that_outlive_their_deadline() -> None:
+    """A lease disarmed in time leaves the socket alone; one left armed gets it shut down,
+    which is what wakes a driver blocked on a silent server."""
+    left, right = socket.socketpair()
+    try:
+        on_time = WATCHDOG.arm(left.fileno(), 0.2)
+        WATCHDOG.disarm(on_time)
+        time.sleep(0.4)
+        assert not on_time.expired
+        left.sendall(b"still open")
+        assert right.recv(64) == b"still open"
 
-    def io() -> Any:
-        for _ in range(4):
-            yield "wait-read"
-        return "result"
-
-    def drive(readiness: list[int]) -> Any:
-        gen = bounded(io(), 1.0)
-        next(gen)
-        try:
-            for ready in readiness:
-                clock[0] += 0.6
-                gen.send(ready)
-        except StopIteration as done:
-            return done.value
-        return None
-
-    assert drive([1, 1, 1, 1]) == "result"  # 2.4 s in all, but the server kept sending
-    with pytest.raises(DeadlineExceeded):
-        drive([1, 0, 0, 1])  # 1.2 s of silence
+        late = WATCHDOG.arm(left.fileno(), 0.1)
+        deadline = time.monotonic() + 2
+        while not late.expired and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert late.expired
+        right.settimeout(1)
+        assert right.recv(64) == b""  # the peer sees the connection end
+    finally:
+        left.close()
+        right.close()

@@ -59,6 +59,10 @@ COLD_SLICE: Final = 0.05
 #: server was unreachable (a stalled network) take connect_timeout to fail, then back off.
 COLD_VERIFY: Final = 1.0
 
+#: At most one such attempt per database in this many seconds, so waiting callers never
+#: flood a server that is down (an attempt into a silent network lives connect_timeout).
+COLD_RETRY: Final = 0.5
+
 #: How long shutdown() waits for each pool worker to stop. Workers stop at once unless one is
 #: stuck connecting to a silent server; psycopg_pool joins them one by one.
 CLOSE_WAIT: Final = 0.25
@@ -218,12 +222,12 @@ class PostgresBase(DatabaseBase):
         )
 
     def _claim_server_try(self) -> bool:
-        """Whether to start a background connection attempt now: at most one per COLD_VERIFY
-        seconds, so waiting callers never flood a server that is down. (One started while the
-        network was still silent may hang for connect_timeout; it does not block the next.)"""
+        """Whether to start a background connection attempt now: at most one per COLD_RETRY
+        seconds. (One started while the network was still silent may hang for
+        connect_timeout; it does not block the next.)"""
         with self._renew_lock:
             now = monotonic()
-            if self._closed or now - self._server_tried < COLD_VERIFY:
+            if self._closed or now - self._server_tried < COLD_RETRY:
                 return False
             self._server_tried = now
             return True

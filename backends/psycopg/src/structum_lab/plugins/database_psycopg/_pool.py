@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 from psycopg.rows import no_result
 
 from structum_lab.plugins.database import IsolationLevel, Row
-from structum_lab.plugins.database.kit import DeadlineExceeded, bounded, deadline_message, round_trip_budget
+from structum_lab.plugins.database.kit import AsyncPsycopgDeadline, PsycopgDeadline
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection, Connection
@@ -138,12 +138,13 @@ def sync_connection_class(
     monitor: ConnectMonitor, isolation: IsolationLevel | None, deadline: float | None
 ) -> type[Connection[Row]]:
     """A ``psycopg.Connection`` subclass whose ``connect`` reports to ``monitor`` and whose
-    round trips give up after ``deadline`` seconds of silence from the server."""
-    from psycopg import Connection, OperationalError
+    waits for the server are cut after ``deadline`` seconds (core's watchdog)."""
+    from psycopg import Connection
 
     level = psycopg_isolation(isolation)
 
-    class StructumConnection(Connection[Row]):
+    class StructumConnection(PsycopgDeadline, Connection[Row]):
+        _sdb_deadline = deadline
         _sdb_created: float
         _sdb_used: float
         _sdb_readable: Callable[[], bool]
@@ -160,18 +161,6 @@ def sync_connection_class(
             monitor.succeeded()
             return conn
 
-        def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
-            # Every statement, fetch, COMMIT and ping goes through here: the one place to
-            # bound them all. A caller's own timeout (notifies(timeout=...)) is left alone.
-            limit = round_trip_budget(deadline)
-            if limit is None or kwargs.get("timeout") is not None:
-                return super().wait(gen, *args, **kwargs)
-            try:
-                return super().wait(bounded(gen, limit), *args, **kwargs)
-            except DeadlineExceeded:
-                self.pgconn.finish()  # mid-protocol: never reusable (broken, so the pool drops it)
-                raise OperationalError(deadline_message(limit, deadline)) from None
-
     StructumConnection.__qualname__ = "StructumConnection"
     return StructumConnection
 
@@ -180,11 +169,12 @@ def async_connection_class(
     monitor: ConnectMonitor, isolation: IsolationLevel | None, deadline: float | None
 ) -> type[AsyncConnection[Row]]:
     """The asyncio twin of :func:`sync_connection_class`."""
-    from psycopg import AsyncConnection, OperationalError
+    from psycopg import AsyncConnection
 
     level = psycopg_isolation(isolation)
 
-    class AsyncStructumConnection(AsyncConnection[Row]):
+    class AsyncStructumConnection(AsyncPsycopgDeadline, AsyncConnection[Row]):
+        _sdb_deadline = deadline
         _sdb_created: float
         _sdb_used: float
         _sdb_readable: Callable[[], bool]
@@ -202,18 +192,6 @@ def async_connection_class(
             _stamp(conn, None)
             monitor.succeeded()
             return conn
-
-        async def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
-            # Bounded like the sync class: no asyncio.wait_for (which would cancel, and make
-            # psycopg send a cancel request to a server that is not answering).
-            limit = round_trip_budget(deadline)
-            if limit is None or kwargs.get("timeout") is not None:
-                return await super().wait(gen, *args, **kwargs)
-            try:
-                return await super().wait(bounded(gen, limit), *args, **kwargs)
-            except DeadlineExceeded:
-                self.pgconn.finish()
-                raise OperationalError(deadline_message(limit, deadline)) from None
 
     AsyncStructumConnection.__qualname__ = "AsyncStructumConnection"
     return AsyncStructumConnection

@@ -1,9 +1,9 @@
 """Client-side deadlines for the drivers under the engine (the rules are core's ``_deadline.py``).
 
 * psycopg 3, sync and async: the engine opens its connections through a psycopg
-  subclass whose round trips give up after ``statement_deadline`` seconds without an
-  answer, close the connection and raise a psycopg ``OperationalError``, which
-  SQLAlchemy sees as a disconnect (the connection is invalidated, never reused).
+  subclass whose waits for the server are cut by core's watchdog after
+  ``statement_deadline`` seconds; psycopg then raises ``OperationalError`` on a broken
+  connection, which SQLAlchemy sees as a disconnect (invalidated, never reused).
 * asyncpg: its own client-side ``command_timeout``; a connection whose command timed out
   is invalidated (asyncpg would keep it).
 * PyMySQL: ``read_timeout``, a socket timeout after which PyMySQL closes the connection.
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 
-from structum_lab.plugins.database.kit import DeadlineExceeded, bounded, deadline_message, round_trip_budget
+from structum_lab.plugins.database.kit import AsyncPsycopgDeadline, PsycopgDeadline, deadline_message
 
 __all__ = ["deadline_connect_args", "install_deadline"]
 
@@ -77,18 +77,8 @@ def install_deadline(engine: sa.Engine, deadline: float | None) -> None:
 def _sync_psycopg_class(deadline: float) -> Any:
     import psycopg
 
-    class BoundedConnection(psycopg.Connection[Any]):
-        def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
-            # Every statement, fetch, COMMIT and ping goes through here. A caller's own
-            # timeout (notifies(timeout=...)) is left alone.
-            limit = round_trip_budget(deadline)
-            if limit is None or kwargs.get("timeout") is not None:
-                return super().wait(gen, *args, **kwargs)
-            try:
-                return super().wait(bounded(gen, limit), *args, **kwargs)
-            except DeadlineExceeded:
-                self.pgconn.finish()  # mid-protocol: never reusable; SQLAlchemy sees it closed
-                raise psycopg.OperationalError(deadline_message(limit, deadline)) from None
+    class BoundedConnection(PsycopgDeadline, psycopg.Connection[Any]):
+        _sdb_deadline = deadline
 
     return BoundedConnection
 
@@ -97,15 +87,7 @@ def _sync_psycopg_class(deadline: float) -> Any:
 def _async_psycopg_class(deadline: float) -> Any:
     import psycopg
 
-    class AsyncBoundedConnection(psycopg.AsyncConnection[Any]):
-        async def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
-            limit = round_trip_budget(deadline)
-            if limit is None or kwargs.get("timeout") is not None:
-                return await super().wait(gen, *args, **kwargs)
-            try:
-                return await super().wait(bounded(gen, limit), *args, **kwargs)
-            except DeadlineExceeded:
-                self.pgconn.finish()
-                raise psycopg.OperationalError(deadline_message(limit, deadline)) from None
+    class AsyncBoundedConnection(AsyncPsycopgDeadline, psycopg.AsyncConnection[Any]):
+        _sdb_deadline = deadline
 
     return AsyncBoundedConnection
