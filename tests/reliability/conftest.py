@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
-from ._infra import Cluster, Proxy, pg_bin
+from ._infra import Cluster, Proxy, pg_bin, require_tool
 
 
 @pytest.fixture
 def cluster() -> Iterator[Cluster]:
     """A PostgreSQL cluster owned by the test: it may be stopped, crashed and restarted."""
-    if pg_bin() is None:
-        message = "PostgreSQL server binaries (initdb, pg_ctl) are not installed"
-        if os.environ.get("STRUCTUM_REQUIRE_SERVERS") == "1":
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+    require_tool(pg_bin() is not None, "PostgreSQL server binaries (initdb, pg_ctl) are not installed")
     instance = Cluster()
     instance.start()
     try:

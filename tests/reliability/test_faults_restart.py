@@ -26,7 +26,7 @@ import pytest
 from structum_lab.plugins.database import ConnectionFailedError, ConnectionLostError, HealthStatus
 
 from ._faults import ASYNC_KINDS, SYNC_KINDS, app_name, open_db
-from ._infra import Cluster, pg_bin
+from ._infra import Cluster, pg_bin, require_tool
 
 KINDS = SYNC_KINDS + ASYNC_KINDS
 POOL_TIMEOUT = 10.0  # far above what "fail fast" allows, so a wait for the pool shows
@@ -46,8 +46,7 @@ DOWN = (ConnectionFailedError, ConnectionLostError)
 def shared_cluster() -> Iterator[Cluster]:
     """One throwaway cluster for the module (initdb costs 1-2 s): each test stops, crashes or
     restarts it, and finds it running when it starts."""
-    if pg_bin() is None:
-        pytest.fail("PostgreSQL server binaries (initdb, pg_ctl) are not installed", pytrace=False)
+    require_tool(pg_bin() is not None, "PostgreSQL server binaries (initdb, pg_ctl) are not installed")
     instance = Cluster()
     instance.start()
     try:

@@ -22,7 +22,7 @@ import pytest
 
 from structum_lab.plugins.database import ProgrammingError, connect, connect_async
 
-from ._infra import free_port
+from ._infra import free_port, require_tool
 
 ITERATIONS = 100
 
@@ -31,8 +31,8 @@ ITERATIONS = 100
 def bouncer() -> Iterator[str]:
     """A PgBouncer (transaction mode) in front of the shared server, as our own child process."""
     binary = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if os.path.exists("/usr/sbin/pgbouncer") else None)
-    if binary is None:
-        pytest.fail("pgbouncer is not installed (apt-get install pgbouncer)", pytrace=False)
+    require_tool(binary is not None, "pgbouncer is not installed (apt-get install pgbouncer)")
+    assert binary is not None
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="structum-bouncer-"))
     (workdir / "users.txt").write_text('"postgres" ""\n')

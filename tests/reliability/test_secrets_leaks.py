@@ -29,7 +29,7 @@ from structum_lab.plugins.database import (
     SQLAlchemyDatabase,
 )
 
-from ._infra import Cluster, pg_bin
+from ._infra import Cluster, pg_bin, require_tool
 from ._workload import PG_URL
 
 #: Distinctive, and full of characters that URLs must encode.
@@ -118,8 +118,7 @@ def secret_role(pg_url: str) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def password_cluster() -> Iterator[Cluster]:
     """A throwaway cluster that checks passwords (scram-sha-256) for role ``app``."""
-    if pg_bin() is None:
-        pytest.fail("PostgreSQL server binaries (initdb, pg_ctl) are not installed", pytrace=False)
+    require_tool(pg_bin() is not None, "PostgreSQL server binaries (initdb, pg_ctl) are not installed")
     cluster = Cluster()
     (cluster.datadir / "pg_hba.conf").write_text(
         "local all all trust\nhost all postgres 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n"

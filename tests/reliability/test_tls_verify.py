@@ -24,7 +24,7 @@ from structum_lab.plugins.database import (
     SQLAlchemyDatabase,
 )
 
-from ._infra import Cluster, pg_bin
+from ._infra import Cluster, pg_bin, require_tool
 
 KINDS = ["psycopg", "psycopg-async", "sqlalchemy", "sqlalchemy-async"]
 
@@ -56,8 +56,10 @@ def _make_server_cert(directory: Path, ca: str) -> None:
 
 @pytest.fixture(scope="module")
 def tls_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, Path]]:
-    if pg_bin() is None or shutil.which("openssl") is None:
-        pytest.fail("the TLS scenario needs the PostgreSQL server binaries and openssl", pytrace=False)
+    require_tool(
+        pg_bin() is not None and shutil.which("openssl") is not None,
+        "the TLS scenario needs the PostgreSQL server binaries and openssl",
+    )
     certs = tmp_path_factory.mktemp("certs")
     _make_ca(certs, "right-ca")
     _make_ca(certs, "wrong-ca")
