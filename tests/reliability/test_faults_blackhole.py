@@ -19,6 +19,7 @@ import socket
 import time
 from typing import Any
 
+import psycopg
 import pytest
 
 from structum_lab.plugins.database import (
@@ -32,7 +33,8 @@ from structum_lab.plugins.database import (
     StatementTimeoutError,
     connect,
 )
-from structum_lab.plugins.database.kit import DEADLINE_GRACE, DEFAULT_STATEMENT_DEADLINE, WATCHDOG
+from structum_lab.plugins.database.kit import DEADLINE_GRACE, DEFAULT_STATEMENT_DEADLINE, WATCHDOG, round_trip_cap
+from structum_lab.plugins.database.kit_psycopg import NATIVE_TIMEOUT, PsycopgDeadline, WatchdogDeadline
 
 from ._faults import ASYNC_KINDS, SYNC_KINDS, app_name, open_db
 from ._infra import Proxy
@@ -262,9 +264,36 @@ def test_statement_deadline_is_a_checked_option() -> None:
         connect("sqlite://", statement_deadline="soon")
 
 
-def test_the_watchdog_cuts_only_waits_that_outlive_their_deadline() -> None:
-    """A lease disarmed in time leaves the socket alone; one left armed gets it shut down,
-    which is what wakes a driver blocked on a silent server."""
+@pytest.mark.parametrize("mechanism", ["native", "watchdog"])
+def test_a_stalled_round_trip_is_given_up_and_the_connection_closed(mechanism: str, proxy_to_pg: Proxy) -> None:
+    """Both ways a psycopg connection bounds its waits: psycopg's own timeout (3.3+) and
+    the watchdog (older psycopg), on a real connection through a stalled proxy."""
+    mixin = PsycopgDeadline if mechanism == "native" else WatchdogDeadline
+    if mechanism == "native" and not NATIVE_TIMEOUT:
+        pytest.skip("this psycopg has no wait(timeout=): the backends use the watchdog, tested below")
+
+    class Bounded(mixin, psycopg.Connection[Any]):  # type: ignore[misc,valid-type]
+        _sdb_deadline = 0.6
+
+    conn = Bounded.connect(proxy_to_pg.url(), autocommit=True)
+    try:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        with round_trip_cap(5.0):  # a cap looser than the deadline changes nothing
+            assert conn.execute("SELECT pg_sleep(0.2), 2").fetchone() == ("", 2)
+        proxy_to_pg.mode = "stall"
+        started = time.monotonic()
+        with pytest.raises(psycopg.OperationalError, match=r"did not answer within 0\.6 s \(statement_deadline\)"):
+            conn.execute("SELECT 3")
+        took = time.monotonic() - started
+        assert 0.5 <= took < 0.6 + MARGIN, took
+        assert conn.closed  # mid-protocol: never reusable
+        proxy_to_pg.mode = "forward"
+    finally:
+        proxy_to_pg.mode = "forward"
+        conn.close()
+
+
+def test_a_watchdog_lease_disarmed_in_time_leaves_the_socket_alone() -> None:
     left, right = socket.socketpair()
     try:
         on_time = WATCHDOG.arm(left.fileno(), 0.2)
@@ -273,14 +302,6 @@ def test_the_watchdog_cuts_only_waits_that_outlive_their_deadline() -> None:
         assert not on_time.expired
         left.sendall(b"still open")
         assert right.recv(64) == b"still open"
-
-        late = WATCHDOG.arm(left.fileno(), 0.1)
-        deadline = time.monotonic() + 2
-        while not late.expired and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert late.expired
-        right.settimeout(1)
-        assert right.recv(64) == b""  # the peer sees the connection end
     finally:
         left.close()
         right.close()

@@ -18,12 +18,14 @@ A round trip that runs out of time leaves the connection in an unknown protocol 
 (the server may still answer later), so it is cut: never reused, and the caller gets
 ``ConnectionLostError`` saying the transaction was not committed.
 
-How: one watchdog thread per process (:data:`WATCHDOG`), started on first use. A wait
-for the server registers a lease (a dict insert, well under a microsecond) and
-removes it when the answer came; a lease still present at its deadline gets its
-socket shut down, which wakes the blocked driver with an error. Wrapping the driver's
-I/O generator instead was measured at 3-8 us per round trip (Python on every I/O
-step), several percent of a pooled transaction; the lease costs nothing measurable.
+How, for psycopg (both backends, ``_psycopg_deadline.py``): psycopg >= 3.3 bounds its
+own waiting loop (``Connection.wait(timeout=)``, in C), so a deadline costs one keyword
+argument. Older psycopg, and any driver that blocks in a socket call, use the
+:data:`WATCHDOG`: one thread per process, started on first use. A wait for the server
+registers a lease (a dict insert, ~1 us) and removes it when the answer came; a lease
+still present at its deadline gets its socket shut down, which wakes the blocked driver
+with an error. (Wrapping psycopg's I/O generator in Python was measured at 3-8 us per
+round trip, several percent of a pooled transaction, and was dropped.)
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import threading
 import time
 from contextvars import ContextVar, Token
 from time import monotonic
-from typing import Any, Final
+from typing import Final
 
 from ._fork import FORK
 
@@ -43,8 +45,6 @@ __all__ = [
     "DEFAULT_STATEMENT_DEADLINE",
     "PING_FLOOR",
     "WATCHDOG",
-    "AsyncPsycopgDeadline",
-    "PsycopgDeadline",
     "Watchdog",
     "deadline_message",
     "ping_budget",
@@ -113,7 +113,9 @@ def round_trip_budget(configured: float | None) -> float | None:
 def deadline_message(seconds: float, statement_deadline: float | None) -> str:
     """Why a round trip was given up; names the setting that set the limit."""
     source = "statement_deadline" if seconds == statement_deadline else "the limit of a checkout ping or health probe"
-    return f"the server did not answer within {seconds:g} s ({source}); the connection was cut, as its state is unknown"
+    return (
+        f"the server did not answer within {seconds:g} s ({source}); the connection was closed, as its state is unknown"
+    )
 
 
 class _Lease:
@@ -186,50 +188,3 @@ class Watchdog:
 
 
 WATCHDOG: Final = Watchdog()
-
-
-class PsycopgDeadline:
-    """Mixin for psycopg ``Connection`` subclasses: every wait for the server (statement,
-    fetch, COMMIT, ping) is bounded by ``_sdb_deadline``, tightened by :class:`round_trip_cap`.
-
-    Shared by the psycopg backend and the SQLAlchemy backend's psycopg driver; core does
-    not import psycopg, it only relies on ``wait()`` and ``pgconn.socket``.
-    """
-
-    _sdb_deadline: float | None = None
-    pgconn: Any
-
-    def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
-        limit = round_trip_budget(self._sdb_deadline)
-        if limit is None or kwargs.get("timeout") is not None:  # a caller's own timeout wins
-            return super().wait(gen, *args, **kwargs)  # type: ignore[misc]
-        lease = WATCHDOG.arm(self.pgconn.socket, limit)
-        try:
-            return super().wait(gen, *args, **kwargs)  # type: ignore[misc]
-        except Exception as exc:
-            if lease.expired:
-                raise type(exc)(deadline_message(limit, self._sdb_deadline)) from None
-            raise
-        finally:
-            WATCHDOG.disarm(lease)
-
-
-class AsyncPsycopgDeadline:
-    """The asyncio twin of :class:`PsycopgDeadline` (the cut socket wakes the event loop)."""
-
-    _sdb_deadline: float | None = None
-    pgconn: Any
-
-    async def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
-        limit = round_trip_budget(self._sdb_deadline)
-        if limit is None or kwargs.get("timeout") is not None:
-            return await super().wait(gen, *args, **kwargs)  # type: ignore[misc]
-        lease = WATCHDOG.arm(self.pgconn.socket, limit)
-        try:
-            return await super().wait(gen, *args, **kwargs)  # type: ignore[misc]
-        except Exception as exc:
-            if lease.expired:
-                raise type(exc)(deadline_message(limit, self._sdb_deadline)) from None
-            raise
-        finally:
-            WATCHDOG.disarm(lease)

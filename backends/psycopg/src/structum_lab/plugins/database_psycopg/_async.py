@@ -250,7 +250,7 @@ class AsyncPostgresDatabase(PostgresBase):
                     self._check_open()
             if raw is None:
                 raw = await self._acquire(deadline, ping)
-            elif ping or (self._pre_ping and (monotonic() - raw._sdb_used > self._window or raw._sdb_readable())):
+            elif ping or (self._pre_ping and (monotonic() - raw._sdb_used > self._window or raw._sdb_readable(0))):
                 raw = await self._acquire(deadline, ping, raw, pool)
             else:
                 raw._sdb_pool = pool
@@ -279,7 +279,7 @@ class AsyncPostgresDatabase(PostgresBase):
                         continue
                 else:
                     pool, raw = await self._acquire_cold(deadline)
-            if ping or (self._pre_ping and (monotonic() - raw._sdb_used > self._window or raw._sdb_readable())):
+            if ping or (self._pre_ping and (monotonic() - raw._sdb_used > self._window or raw._sdb_readable(0))):
                 try:
                     with round_trip_cap(self._ping_budget):  # no answer in time: a dead connection
                         await _check_connection(raw)

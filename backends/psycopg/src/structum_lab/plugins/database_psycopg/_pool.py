@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 from psycopg.rows import no_result
 
 from structum_lab.plugins.database import IsolationLevel, Row
-from structum_lab.plugins.database.kit import AsyncPsycopgDeadline, PsycopgDeadline
+from structum_lab.plugins.database.kit_psycopg import AsyncPsycopgDeadline, PsycopgDeadline
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection, Connection
@@ -112,16 +112,16 @@ class ConnectMonitor:
         self.error = None
 
 
-def _readable_probe(fd: int) -> Callable[[], bool]:
-    """A function telling, without blocking, whether ``fd`` has input (or hung up)."""
+def _readable_probe(fd: int) -> Callable[[int], list[Any]]:
+    """A function that, called with 0, returns without blocking a non-empty list when
+    ``fd`` has input (or hung up). The bound ``poll`` itself: it runs on every checkout."""
     if hasattr(select, "poll"):
         poller = select.poll()
         poller.register(fd, select.POLLIN | select.POLLPRI)  # POLLHUP/POLLERR/POLLNVAL are always reported
-        poll = poller.poll
-        return lambda: bool(poll(0))
+        return poller.poll
 
-    def readable() -> bool:  # pragma: no cover - Windows
-        return bool(select.select([fd], [], [], 0)[0])
+    def readable(timeout: int) -> list[Any]:  # pragma: no cover - Windows
+        return select.select([fd], [], [], timeout)[0]
 
     return readable
 
@@ -138,7 +138,7 @@ def sync_connection_class(
     monitor: ConnectMonitor, isolation: IsolationLevel | None, deadline: float | None
 ) -> type[Connection[Row]]:
     """A ``psycopg.Connection`` subclass whose ``connect`` reports to ``monitor`` and whose
-    waits for the server are cut after ``deadline`` seconds (core's watchdog)."""
+    waits for the server give up after ``deadline`` seconds (core's ``kit_psycopg``)."""
     from psycopg import Connection
 
     level = psycopg_isolation(isolation)
@@ -147,7 +147,7 @@ def sync_connection_class(
         _sdb_deadline = deadline
         _sdb_created: float
         _sdb_used: float
-        _sdb_readable: Callable[[], bool]
+        _sdb_readable: Callable[[int], list[Any]]
         _sdb_pool: Any
 
         @classmethod
@@ -177,7 +177,7 @@ def async_connection_class(
         _sdb_deadline = deadline
         _sdb_created: float
         _sdb_used: float
-        _sdb_readable: Callable[[], bool]
+        _sdb_readable: Callable[[int], list[Any]]
         _sdb_pool: Any
 
         @classmethod

@@ -1,9 +1,9 @@
 """Client-side deadlines for the drivers under the engine (the rules are core's ``_deadline.py``).
 
 * psycopg 3, sync and async: the engine opens its connections through a psycopg
-  subclass whose waits for the server are cut by core's watchdog after
-  ``statement_deadline`` seconds; psycopg then raises ``OperationalError`` on a broken
-  connection, which SQLAlchemy sees as a disconnect (invalidated, never reused).
+  subclass whose waits for the server give up after ``statement_deadline`` seconds
+  (core's ``kit_psycopg``), close the connection and raise ``OperationalError``, which
+  SQLAlchemy sees as a disconnect (invalidated, never reused).
 * asyncpg: its own client-side ``command_timeout``; a connection whose command timed out
   is invalidated (asyncpg would keep it).
 * PyMySQL: ``read_timeout``, a socket timeout after which PyMySQL closes the connection.
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 
-from structum_lab.plugins.database.kit import AsyncPsycopgDeadline, PsycopgDeadline, deadline_message
+from structum_lab.plugins.database.kit import deadline_message
 
 __all__ = ["deadline_connect_args", "install_deadline"]
 
@@ -77,6 +77,8 @@ def install_deadline(engine: sa.Engine, deadline: float | None) -> None:
 def _sync_psycopg_class(deadline: float) -> Any:
     import psycopg
 
+    from structum_lab.plugins.database.kit_psycopg import PsycopgDeadline
+
     class BoundedConnection(PsycopgDeadline, psycopg.Connection[Any]):
         _sdb_deadline = deadline
 
@@ -86,6 +88,8 @@ def _sync_psycopg_class(deadline: float) -> Any:
 @cache
 def _async_psycopg_class(deadline: float) -> Any:
     import psycopg
+
+    from structum_lab.plugins.database.kit_psycopg import AsyncPsycopgDeadline
 
     class AsyncBoundedConnection(AsyncPsycopgDeadline, psycopg.AsyncConnection[Any]):
         _sdb_deadline = deadline

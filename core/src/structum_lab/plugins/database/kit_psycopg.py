@@ -1,0 +1,139 @@
+"""Building blocks for backends on psycopg 3 (the psycopg backend, SQLAlchemy's psycopg
+driver, a third-party backend): ``statement_deadline`` on psycopg connections.
+
+Importing this module imports psycopg; :mod:`structum_lab.plugins.database.kit` does not.
+
+Every wait for the server (statement, fetch, COMMIT, ping) goes through
+``Connection.wait()``: a subclass that mixes in :func:`deadline_mixin` bounds them all by
+its ``_sdb_deadline`` attribute, tightened by :class:`round_trip_cap`. A caller's own
+``timeout`` (``notifies(timeout=...)``) is left alone.
+
+psycopg >= 3.3 takes the timeout in its own waiting loop (C code, no cost per I/O step);
+older versions get the watchdog. Either way a round trip that ran out of time leaves
+the connection mid-protocol, so it is closed (never reused) and the caller gets an
+``OperationalError`` saying why, which the backends report as ``ConnectionLostError``.
+
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import TYPE_CHECKING, Any, Final
+
+import psycopg
+
+from ._deadline import _CAP, WATCHDOG, deadline_message
+
+__all__ = ["NATIVE_TIMEOUT", "AsyncPsycopgDeadline", "PsycopgDeadline", "WatchdogDeadline"]
+
+try:
+    from psycopg.errors import _WaitTimeout
+except ImportError:  # pragma: no cover - psycopg < 3.3
+    _WaitTimeout = None  # type: ignore[assignment,misc]
+
+#: Whether this psycopg bounds ``wait()`` itself (3.3 and later).
+NATIVE_TIMEOUT: Final = _WaitTimeout is not None and "timeout" in inspect.signature(psycopg.Connection.wait).parameters
+
+#: psycopg's own wake-up interval in ``wait()`` (``_WAIT_INTERVAL``); a deadline is honoured within it.
+_INTERVAL: Final = 0.1
+
+
+_cap = _CAP.get
+
+
+def _limit(configured: float | None) -> float | None:
+    cap = _CAP.get()
+    if cap is None:
+        return configured
+    return cap if configured is None else min(cap, configured)
+
+
+class _NativeDeadline:
+    _sdb_deadline: float | None = None
+    pgconn: Any
+
+    def wait(self, gen: Any, interval: float = _INTERVAL, timeout: float | None = None) -> Any:
+        # Inlined (no helper call): this runs on every round trip.
+        if timeout is None:
+            timeout = self._sdb_deadline
+            cap = _cap()
+            if cap is not None and (timeout is None or cap < timeout):
+                timeout = cap
+            if timeout is not None:
+                try:
+                    return super().wait(gen, interval, timeout)  # type: ignore[misc]
+                except _WaitTimeout:
+                    self.pgconn.finish()
+                    raise psycopg.OperationalError(deadline_message(timeout, self._sdb_deadline)) from None
+        return super().wait(gen, interval, timeout)  # type: ignore[misc]
+
+
+class _AsyncNativeDeadline:
+    _sdb_deadline: float | None = None
+    pgconn: Any
+
+    async def wait(self, gen: Any, interval: float = _INTERVAL, timeout: float | None = None) -> Any:  # noqa: ASYNC109 - psycopg's signature
+        # Inlined (no helper call): this runs on every round trip.
+        if timeout is None:
+            timeout = self._sdb_deadline
+            cap = _cap()
+            if cap is not None and (timeout is None or cap < timeout):
+                timeout = cap
+            if timeout is not None:
+                try:
+                    return await super().wait(gen, interval, timeout)  # type: ignore[misc]
+                except _WaitTimeout:
+                    self.pgconn.finish()
+                    raise psycopg.OperationalError(deadline_message(timeout, self._sdb_deadline)) from None
+        return await super().wait(gen, interval, timeout)  # type: ignore[misc]
+
+
+class _WatchdogDeadline:
+    _sdb_deadline: float | None = None
+    pgconn: Any
+
+    def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
+        limit = _limit(self._sdb_deadline)
+        if limit is None or kwargs.get("timeout") is not None:
+            return super().wait(gen, *args, **kwargs)  # type: ignore[misc]
+        lease = WATCHDOG.arm(self.pgconn.socket, limit)
+        try:
+            return super().wait(gen, *args, **kwargs)  # type: ignore[misc]
+        except psycopg.Error:
+            if lease.expired:
+                raise psycopg.OperationalError(deadline_message(limit, self._sdb_deadline)) from None
+            raise
+        finally:
+            WATCHDOG.disarm(lease)
+
+
+class _AsyncWatchdogDeadline:
+    _sdb_deadline: float | None = None
+    pgconn: Any
+
+    async def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
+        limit = _limit(self._sdb_deadline)
+        if limit is None or kwargs.get("timeout") is not None:
+            return await super().wait(gen, *args, **kwargs)  # type: ignore[misc]
+        lease = WATCHDOG.arm(self.pgconn.socket, limit)
+        try:
+            return await super().wait(gen, *args, **kwargs)  # type: ignore[misc]
+        except psycopg.Error:
+            if lease.expired:
+                raise psycopg.OperationalError(deadline_message(limit, self._sdb_deadline)) from None
+            raise
+        finally:
+            WATCHDOG.disarm(lease)
+
+
+# The mixins to put before ``psycopg.Connection`` / ``AsyncConnection`` in a subclass that
+# sets ``_sdb_deadline``: ``class C(PsycopgDeadline, Connection[Row]): _sdb_deadline = 5.0``.
+if TYPE_CHECKING:
+    PsycopgDeadline = _NativeDeadline
+    AsyncPsycopgDeadline = _AsyncNativeDeadline
+else:
+    PsycopgDeadline = _NativeDeadline if NATIVE_TIMEOUT else _WatchdogDeadline
+    AsyncPsycopgDeadline = _AsyncNativeDeadline if NATIVE_TIMEOUT else _AsyncWatchdogDeadline
+
+#: The watchdog mixin whatever the psycopg version (what psycopg < 3.3 gets; tests use it).
+WatchdogDeadline = _WatchdogDeadline
