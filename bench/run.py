@@ -41,6 +41,8 @@ class Result:
     unit: str
     raw: list[float] = field(default_factory=list)  # seconds per repetition
     layer: list[float] = field(default_factory=list)
+    raw_cpu: list[float] = field(default_factory=list)  # this process's CPU seconds per repetition
+    layer_cpu: list[float] = field(default_factory=list)
     ops: int = 1
     extra: dict[str, str] = field(default_factory=dict)
     target: float | None = None
@@ -73,10 +75,20 @@ class Result:
             f"{raw_rate:,.0f} {self.unit}",
             f"{lay_rate:,.0f} {self.unit}",
             f"**{med:.3f}** ({min(ratios):.3f}-{max(ratios):.3f})",
+            self._cpu(),
             target,
             verdict,
             "; ".join(f"{k}: {v}" for k, v in self.extra.items()),
         ]
+
+    def _cpu(self) -> str:
+        """Client CPU per operation, raw and layer: what the layer costs in absolute terms,
+        unaffected by time stolen by other tenants of the machine (which widens the wall ratios)."""
+        raw = statistics.median(self.raw_cpu) / self.ops * 1e6
+        layer = statistics.median(self.layer_cpu) / self.ops * 1e6
+        if raw >= 1000:
+            return f"{raw / 1000:,.1f} / {layer / 1000:,.1f} ms"
+        return f"{raw:,.1f} / {layer:,.1f} us ({layer - raw:+,.1f})"
 
 
 def interleave(result: Result, raw: Callable[[], float], layer: Callable[[], float], reps: int) -> Result:
@@ -85,8 +97,15 @@ def interleave(result: Result, raw: Callable[[], float], layer: Callable[[], flo
     for rep in range(reps):
         order = (raw, layer) if rep % 2 == 0 else (layer, raw)
         for fn in order:
+            cpu = time.process_time()
             elapsed = fn()
-            (result.raw if fn is raw else result.layer).append(elapsed)
+            cpu = time.process_time() - cpu
+            if fn is raw:
+                result.raw.append(elapsed)
+                result.raw_cpu.append(cpu)
+            else:
+                result.layer.append(elapsed)
+                result.layer_cpu.append(cpu)
     return result
 
 
@@ -114,7 +133,7 @@ def main() -> None:
             higher_is_better_ratio=spec.throughput_target,
         )
         with spec.context() as (raw, layer):
-            interleave(result, raw, layer, scale.reps)
+            interleave(result, raw, layer, scale.reps_for(spec.name))
         result.extra.update(spec.extra())
         results.append(result)
     elapsed = time.perf_counter() - started
@@ -133,6 +152,7 @@ def render(results: list[Result], args: argparse.Namespace, elapsed: float) -> s
         "raw",
         "layer",
         "ratio layer/raw: median (min-max)",
+        "client CPU per op: raw / layer",
         "target",
         "",
         "notes",
