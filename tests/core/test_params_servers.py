@@ -18,6 +18,7 @@ from structum_lab.plugins.database._params import (
     MYSQL,
     POSTGRESQL,
     PSYCOPG,
+    PSYCOPG_POSITIONAL,
     PYMYSQL,
     SQLITE,
     SQLITE3,
@@ -83,62 +84,66 @@ def lite() -> Iterator[sqlite3.Connection]:
 
 # --- PostgreSQL / psycopg ------------------------------------------------------------------
 
-PG_T = Translator(POSTGRESQL, PSYCOPG)
+
+@pytest.fixture(params=[PSYCOPG, PSYCOPG_POSITIONAL], ids=["pyformat", "positional"])
+def pg_t(request: pytest.FixtureRequest) -> Translator:
+    """Both ways to send named parameters to psycopg: as %(name)s, and as %s (the backend's)."""
+    return Translator(POSTGRESQL, request.param)
 
 
-def pg_row(conn: Any, sql: str, params: object = None) -> tuple[Any, ...]:
-    query, bound = PG_T(sql, params)
+def pg_row(conn: Any, pg_t: Translator, sql: str, params: object = None) -> tuple[Any, ...]:
+    query, bound = pg_t(sql, params)
     row = conn.execute(query, bound).fetchone()
     assert row is not None
     return tuple(row)
 
 
 @pytest.mark.postgres
-def test_pg_named(pg: Any) -> None:
+def test_pg_named(pg: Any, pg_t: Translator) -> None:
     sql = (
         "SELECT :a AS a, ':a' AS lit, 'x%' AS pct, :b::int AS b, $$ :c %s $$ AS body, E'\\':d' AS esc,"
         " '%s' AS fmt, \"col:x\".v AS q, 'it''s :e' AS quoted /* :f % */ -- :g %\n"
         ' FROM (SELECT 1 AS v) AS "col:x"'
     )
-    row = pg_row(pg, sql, {"a": "A", "b": "7"})
+    row = pg_row(pg, pg_t, sql, {"a": "A", "b": "7"})
     assert row == ("A", ":a", "x%", 7, " :c %s ", "':d", "%s", 1, "it's :e")
 
 
 @pytest.mark.postgres
-def test_pg_named_repeated_and_cast(pg: Any) -> None:
-    assert pg_row(pg, "SELECT :n::int + :n::int, (ARRAY[1,2,3])[2:3]", {"n": "20"}) == (40, [2, 3])
+def test_pg_named_repeated_and_cast(pg: Any, pg_t: Translator) -> None:
+    assert pg_row(pg, pg_t, "SELECT :n::int + :n::int, (ARRAY[1,2,3])[2:3]", {"n": "20"}) == (40, [2, 3])
 
 
 @pytest.mark.postgres
-def test_pg_dollar_numbers(pg: Any) -> None:
+def test_pg_dollar_numbers(pg: Any, pg_t: Translator) -> None:
     sql = "SELECT $2::text AS second, $1::text AS first, $2::text AS again, '$1' AS lit, 'a%' AS pct"
-    assert pg_row(pg, sql, ("one", "two")) == ("two", "one", "two", "$1", "a%")
+    assert pg_row(pg, pg_t, sql, ("one", "two")) == ("two", "one", "two", "$1", "a%")
 
 
 @pytest.mark.postgres
-def test_pg_dollar_body_with_numbers(pg: Any) -> None:
+def test_pg_dollar_body_with_numbers(pg: Any, pg_t: Translator) -> None:
     sql = "SELECT $fn$ $1 :x $fn$ AS body, $1::int AS v"
-    assert pg_row(pg, sql, [5]) == (" $1 :x ", 5)
+    assert pg_row(pg, pg_t, sql, [5]) == (" $1 :x ", 5)
 
 
 @pytest.mark.postgres
-def test_pg_pyformat_and_format(pg: Any) -> None:
+def test_pg_pyformat_and_format(pg: Any, pg_t: Translator) -> None:
     sql = "SELECT %(a)s AS a, '%s' AS lit, '100%%' AS pct, 'x%' AS lone"
-    assert pg_row(pg, sql, {"a": 1}) == (1, "%s", "100%", "x%")
-    assert pg_row(pg, "SELECT %s::int AS a, %s AS b, 'it''s %s'", (1, "b")) == (1, "b", "it's %s")
+    assert pg_row(pg, pg_t, sql, {"a": 1}) == (1, "%s", "100%", "x%")
+    assert pg_row(pg, pg_t, "SELECT %s::int AS a, %s AS b, 'it''s %s'", (1, "b")) == (1, "b", "it's %s")
 
 
 @pytest.mark.postgres
-def test_pg_no_placeholders(pg: Any) -> None:
-    assert pg_row(pg, "SELECT 'x%' AS pct, ':a' AS lit, '%s' AS fmt") == ("x%", ":a", "%s")
+def test_pg_no_placeholders(pg: Any, pg_t: Translator) -> None:
+    assert pg_row(pg, pg_t, "SELECT 'x%' AS pct, ':a' AS lit, '%s' AS fmt") == ("x%", ":a", "%s")
 
 
 @pytest.mark.postgres
-def test_pg_executemany(pg: Any) -> None:
+def test_pg_executemany(pg: Any, pg_t: Translator) -> None:
     with pg.cursor() as cur:
         cur.execute("CREATE TEMP TABLE structum_params_t (a int, b text)")
         try:
-            stmt = PG_T.prepare("INSERT INTO structum_params_t (a, b) VALUES (:a, ':b' || :b || '%')")
+            stmt = pg_t.prepare("INSERT INTO structum_params_t (a, b) VALUES (:a, ':b' || :b || '%')")
             cur.executemany(stmt.sql, stmt.bind_many([{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]))
             cur.execute("SELECT a, b FROM structum_params_t ORDER BY a")
             assert cur.fetchall() == [(1, ":bx%"), (2, ":by%")]

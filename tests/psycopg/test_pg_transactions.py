@@ -347,7 +347,7 @@ def test_echo_logs_statements(open_pg: Any, caplog: pytest.LogCaptureFixture) ->
     db = open_pg(echo=True, pool_size=1)
     with caplog.at_level("INFO", logger="structum_lab.plugins.database.sql"), db.transaction() as conn:
         conn.execute("SELECT :x::int AS x", {"x": 7})
-    assert any("SELECT %(x)s::int AS x" in r.getMessage() for r in caplog.records)
+    assert any("SELECT %s::int AS x (7,)" in r.getMessage() for r in caplog.records)  # as sent to psycopg
 
 
 def test_bulk_fetch_leaves_the_garbage_collector_as_it_was(db: PostgresDatabase) -> None:

@@ -23,7 +23,7 @@ from structum_lab.plugins.database import (
 from structum_lab.plugins.database.kit import (
     DRIVER_LOGGERS,
     POSTGRESQL,
-    PSYCOPG,
+    PSYCOPG_POSITIONAL,
     DatabaseBase,
     PoolStats,
     TransactionScope,
@@ -48,7 +48,7 @@ log = logging.getLogger("structum_lab.plugins.database")
 sql_log = logging.getLogger("structum_lab.plugins.database.sql")
 
 #: One translator for every psycopg database: the cache is per SQL string, not per pool.
-TRANSLATOR: Final = Translator(POSTGRESQL, PSYCOPG)
+TRANSLATOR: Final = Translator(POSTGRESQL, PSYCOPG_POSITIONAL)
 
 #: How long a checkout waits on the pool at a time while the pool cannot connect, so
 #: that a connection error reaches the caller instead of a full pool_timeout wait.
