@@ -34,7 +34,13 @@ from structum_lab.plugins.database import (
     connect,
 )
 from structum_lab.plugins.database.kit import DEADLINE_GRACE, DEFAULT_STATEMENT_DEADLINE, WATCHDOG, round_trip_cap
-from structum_lab.plugins.database.kit_psycopg import NATIVE_TIMEOUT, PsycopgDeadline, WatchdogDeadline
+from structum_lab.plugins.database.kit_psycopg import (
+    NATIVE_TIMEOUT,
+    AsyncPsycopgDeadline,
+    AsyncWatchdogDeadline,
+    PsycopgDeadline,
+    WatchdogDeadline,
+)
 
 from ._faults import ASYNC_KINDS, SYNC_KINDS, app_name, open_db
 from ._infra import Proxy
@@ -291,6 +297,33 @@ def test_a_stalled_round_trip_is_given_up_and_the_connection_closed(mechanism: s
     finally:
         proxy_to_pg.mode = "forward"
         conn.close()
+
+
+@pytest.mark.parametrize("mechanism", ["native", "watchdog"])
+def test_a_stalled_async_round_trip_is_given_up_and_the_connection_closed(mechanism: str, proxy_to_pg: Proxy) -> None:
+    mixin = AsyncPsycopgDeadline if mechanism == "native" else AsyncWatchdogDeadline
+    if mechanism == "native" and not NATIVE_TIMEOUT:
+        pytest.skip("this psycopg has no wait(timeout=): the backends use the watchdog, tested below")
+
+    class Bounded(mixin, psycopg.AsyncConnection[Any]):  # type: ignore[misc,valid-type]
+        _sdb_deadline = 0.6
+
+    async def scenario() -> float:
+        conn = await Bounded.connect(proxy_to_pg.url(), autocommit=True)
+        try:
+            assert await (await conn.execute("SELECT 1")).fetchone() == (1,)
+            proxy_to_pg.mode = "stall"
+            started = time.monotonic()
+            with pytest.raises(psycopg.OperationalError, match=r"did not answer within 0\.6 s"):
+                await conn.execute("SELECT 3")
+            assert conn.closed
+            return time.monotonic() - started
+        finally:
+            proxy_to_pg.mode = "forward"
+            await conn.close()
+
+    took = asyncio.run(scenario())
+    assert 0.5 <= took < 0.6 + MARGIN, took
 
 
 def test_a_watchdog_lease_disarmed_in_time_leaves_the_socket_alone() -> None:

@@ -24,7 +24,7 @@ import psycopg
 
 from ._deadline import _CAP, WATCHDOG, deadline_message
 
-__all__ = ["NATIVE_TIMEOUT", "AsyncPsycopgDeadline", "PsycopgDeadline", "WatchdogDeadline"]
+__all__ = ["NATIVE_TIMEOUT", "AsyncPsycopgDeadline", "AsyncWatchdogDeadline", "PsycopgDeadline", "WatchdogDeadline"]
 
 try:
     from psycopg.errors import _WaitTimeout
@@ -88,6 +88,26 @@ class _AsyncNativeDeadline:
         return await super().wait(gen, interval, timeout)  # type: ignore[misc]
 
 
+class _Watched:
+    """One round trip under the watchdog: the lease is taken on entry and returned on
+    exit, where an error caused by the watchdog's cut is replaced by one that says why."""
+
+    __slots__ = ("_configured", "_lease", "_limit")
+
+    def __init__(self, conn: Any, limit: float) -> None:
+        self._limit = limit
+        self._configured = conn._sdb_deadline
+        self._lease = WATCHDOG.arm(conn.pgconn.socket, limit)
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        WATCHDOG.disarm(self._lease)
+        if self._lease.expired and isinstance(exc, psycopg.Error):
+            raise psycopg.OperationalError(deadline_message(self._limit, self._configured)) from None
+
+
 class _WatchdogDeadline:
     _sdb_deadline: float | None = None
     pgconn: Any
@@ -96,15 +116,8 @@ class _WatchdogDeadline:
         limit = _limit(self._sdb_deadline)
         if limit is None or kwargs.get("timeout") is not None:
             return super().wait(gen, *args, **kwargs)  # type: ignore[misc]
-        lease = WATCHDOG.arm(self.pgconn.socket, limit)
-        try:
+        with _Watched(self, limit):
             return super().wait(gen, *args, **kwargs)  # type: ignore[misc]
-        except psycopg.Error:
-            if lease.expired:
-                raise psycopg.OperationalError(deadline_message(limit, self._sdb_deadline)) from None
-            raise
-        finally:
-            WATCHDOG.disarm(lease)
 
 
 class _AsyncWatchdogDeadline:
@@ -115,15 +128,8 @@ class _AsyncWatchdogDeadline:
         limit = _limit(self._sdb_deadline)
         if limit is None or kwargs.get("timeout") is not None:
             return await super().wait(gen, *args, **kwargs)  # type: ignore[misc]
-        lease = WATCHDOG.arm(self.pgconn.socket, limit)
-        try:
+        with _Watched(self, limit):
             return await super().wait(gen, *args, **kwargs)  # type: ignore[misc]
-        except psycopg.Error:
-            if lease.expired:
-                raise psycopg.OperationalError(deadline_message(limit, self._sdb_deadline)) from None
-            raise
-        finally:
-            WATCHDOG.disarm(lease)
 
 
 # The mixins to put before ``psycopg.Connection`` / ``AsyncConnection`` in a subclass that
@@ -135,5 +141,6 @@ else:
     PsycopgDeadline = _NativeDeadline if NATIVE_TIMEOUT else _WatchdogDeadline
     AsyncPsycopgDeadline = _AsyncNativeDeadline if NATIVE_TIMEOUT else _AsyncWatchdogDeadline
 
-#: The watchdog mixin whatever the psycopg version (what psycopg < 3.3 gets; tests use it).
+#: The watchdog mixins whatever the psycopg version (what psycopg < 3.3 gets; tests use them).
 WatchdogDeadline = _WatchdogDeadline
+AsyncWatchdogDeadline = _AsyncWatchdogDeadline
