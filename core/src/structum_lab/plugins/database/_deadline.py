@@ -15,10 +15,10 @@ every round trip also gets a deadline measured by the client:
   (the liveness ping) or a health check, whose callers have deadlines of their own.
 
 A round trip that runs out of time leaves the connection in an unknown protocol state
-(the server may still answer later), so it is cut: never reused, and the caller gets
+(the server may still answer later), so it is closed: never reused, and the caller gets
 ``ConnectionLostError`` saying the transaction was not committed.
 
-How, for psycopg (both backends, ``_psycopg_deadline.py``): psycopg >= 3.3 bounds its
+How, for psycopg (both backends, ``kit_psycopg.py``): psycopg >= 3.3 bounds its
 own waiting loop (``Connection.wait(timeout=)``, in C), so a deadline costs one keyword
 argument. Older psycopg, and any driver that blocks in a socket call, use the
 :data:`WATCHDOG`: one thread per process, started on first use. A wait for the server

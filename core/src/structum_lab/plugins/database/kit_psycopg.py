@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import psycopg
 
-from ._deadline import _CAP, WATCHDOG, deadline_message
+from ._deadline import _CAP, WATCHDOG, deadline_message, round_trip_budget
 
 __all__ = ["NATIVE_TIMEOUT", "AsyncPsycopgDeadline", "AsyncWatchdogDeadline", "PsycopgDeadline", "WatchdogDeadline"]
 
@@ -39,13 +39,6 @@ _INTERVAL: Final = 0.1
 
 
 _cap = _CAP.get
-
-
-def _limit(configured: float | None) -> float | None:
-    cap = _CAP.get()
-    if cap is None:
-        return configured
-    return cap if configured is None else min(cap, configured)
 
 
 class _NativeDeadline:
@@ -113,7 +106,7 @@ class _WatchdogDeadline:
     pgconn: Any
 
     def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
-        limit = _limit(self._sdb_deadline)
+        limit = round_trip_budget(self._sdb_deadline)
         if limit is None or kwargs.get("timeout") is not None:
             return super().wait(gen, *args, **kwargs)  # type: ignore[misc]
         with _Watched(self, limit):
@@ -125,7 +118,7 @@ class _AsyncWatchdogDeadline:
     pgconn: Any
 
     async def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
-        limit = _limit(self._sdb_deadline)
+        limit = round_trip_budget(self._sdb_deadline)
         if limit is None or kwargs.get("timeout") is not None:
             return await super().wait(gen, *args, **kwargs)  # type: ignore[misc]
         with _Watched(self, limit):
