@@ -33,6 +33,7 @@ from structum_lab.plugins.database import (
     StatementTimeoutError,
     connect,
 )
+from structum_lab.plugins.database import _deadline as deadline_module
 from structum_lab.plugins.database.kit import DEADLINE_GRACE, DEFAULT_STATEMENT_DEADLINE, WATCHDOG, round_trip_cap
 from structum_lab.plugins.database.kit_psycopg import (
     NATIVE_TIMEOUT,
@@ -121,6 +122,21 @@ class Sync:
                 await conn.execute("SELECT 2")
 
         self.run(go())
+
+    def bulk(self, setup: str, sql: str, param_sets: list[dict[str, Any]], count_sql: str) -> tuple[int, int]:
+        """executemany in one transaction: (rows it reports, rows the transaction then sees)."""
+        if not self.is_async:
+            with self.db.transaction() as conn:
+                conn.execute(setup)
+                return conn.executemany(sql, param_sets), conn.execute(count_sql).scalar()
+
+        async def go() -> tuple[int, int]:
+            async with self.db.transaction() as conn:
+                await conn.execute(setup)
+                reported = await conn.executemany(sql, param_sets)
+                return reported, await (await conn.execute(count_sql)).scalar()
+
+        return self.run(go())  # type: ignore[no-any-return]
 
     def health(self) -> Any:
         return self.run(self.db.health_check()) if self.is_async else self.db.health_check()
@@ -268,6 +284,33 @@ def test_statement_deadline_is_a_checked_option() -> None:
         connect("postgresql://app@127.0.0.1:1/app", statement_deadline=-1)
     with pytest.raises(ConfigurationError, match="statement_deadline"):
         connect("sqlite://", statement_deadline="soon")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_bulk_executemany_may_outlast_the_deadline_of_one_round_trip(
+    kind: str, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A driver sends a whole executemany as one round trip; the layer sends it in batches,
+    so a bulk operation longer than statement_deadline completes. Batches of 100 here (1,000
+    by default) keep the test short: the server sleeps at least 1 ms per row, so the 600
+    rows take at least 0.6 s, longer than the deadline, and a batch about 0.1 s."""
+    monkeypatch.setattr(deadline_module, "EXECUTEMANY_BATCH", 100)
+    deadline = 0.5
+    d = Sync(kind, pg_url, statement_deadline=deadline)
+    try:
+        started = time.monotonic()
+        reported, seen = d.bulk(
+            "CREATE TEMP TABLE structum_bulk (id int) ON COMMIT DROP",
+            "INSERT INTO structum_bulk SELECT :id FROM pg_sleep(0.001)",
+            [{"id": n} for n in range(600)],
+            "SELECT count(*) FROM structum_bulk",
+        )
+        took = time.monotonic() - started
+        assert seen == 600
+        assert reported == (-1 if kind == "sqlalchemy-asyncpg" else 600)  # asyncpg does not report a count
+        assert took > deadline, took  # longer than one round trip may take
+    finally:
+        d.close()
 
 
 @pytest.mark.parametrize("mechanism", ["native", "watchdog"])

@@ -31,6 +31,7 @@ from structum_lab.plugins.database.kit import (
     CONNECTION_ENDED,
     NESTED_OPTIONS,
     NOTHING_EXECUTED,
+    executemany_batches,
     leaks,
     paused_gc,
 )
@@ -220,11 +221,14 @@ class AsyncPostgresConnection:
         if not batch:
             return 0
         cursor = raw.cursor()
+        total = 0
         try:
-            await cursor.executemany(statement.sql, cast("Any", batch))
+            for chunk in executemany_batches(batch):  # each a round trip under statement_deadline
+                await cursor.executemany(statement.sql, cast("Any", chunk))
+                total += cursor.rowcount
         except psycopg.Error as exc:
             raise self._db._translate(exc, raw) from exc
-        return cursor.rowcount
+        return total
 
     async def copy_records(
         self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]] | AsyncIterable[Sequence[Any]]

@@ -35,6 +35,7 @@ from structum_lab.plugins.database.kit import (
     NESTED_OPTIONS,
     NO_ROWS,
     NOTHING_EXECUTED,
+    executemany_batches,
     leaks,
     paused_gc,
 )
@@ -246,11 +247,14 @@ class PostgresConnection:
         if not batch:
             return 0
         cursor = raw.cursor()
+        total = 0
         try:
-            cursor.executemany(statement.sql, cast("Any", batch))
+            for chunk in executemany_batches(batch):  # each a round trip under statement_deadline
+                cursor.executemany(statement.sql, cast("Any", chunk))
+                total += cursor.rowcount
         except psycopg.Error as exc:
             raise self._db._translate(exc, raw) from exc
-        return cursor.rowcount
+        return total
 
     def copy_records(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
         """Bulk-load ``rows`` into ``table`` (``"name"`` or ``"schema.name"``) with COPY; returns the count.

@@ -22,6 +22,7 @@ from structum_lab.plugins.database.kit import (
     NOTHING_EXECUTED,
     BufferedResult,
     Translator,
+    executemany_batches,
     leaks,
     paused_gc,
 )
@@ -258,8 +259,12 @@ class SQLAlchemyConnection:
         batch = statement.bind_many(params_seq)
         if not batch:
             return 0
+        param_sets = [tuple(b) if type(b) is list else b for b in batch]
+        total = 0
         try:
-            result = sa_conn.exec_driver_sql(statement.sql, [tuple(b) if type(b) is list else b for b in batch])
+            for chunk in executemany_batches(param_sets):  # each a round trip under statement_deadline
+                result = sa_conn.exec_driver_sql(statement.sql, chunk)
+                total = total + result.rowcount if total >= 0 and result.rowcount >= 0 else -1
         except sa_exc.DBAPIError as exc:
             raise self._db._translate(exc) from exc
         except sa_exc.StatementError as exc:
@@ -268,7 +273,7 @@ class SQLAlchemyConnection:
             raise ParameterError(str(exc), backend="sqlalchemy") from exc
         except (TypeError, ValueError) as exc:  # the driver cannot send a value (PyMySQL raises these)
             raise ParameterError(f"the driver cannot send these parameters: {exc}", backend="sqlalchemy") from exc
-        return result.rowcount
+        return total
 
     def _last_result(self) -> SQLAlchemyResult:
         if self._last is None:
