@@ -4,15 +4,15 @@ driver, a third-party backend): ``statement_deadline`` on psycopg connections.
 Importing this module imports psycopg; :mod:`structum_lab.plugins.database.kit` does not.
 
 Every wait for the server (statement, fetch, COMMIT, ping) goes through
-``Connection.wait()``: a subclass that mixes in :func:`deadline_mixin` bounds them all by
-its ``_sdb_deadline`` attribute, tightened by :class:`round_trip_cap`. A caller's own
+``Connection.wait()``: a subclass that mixes in :data:`PsycopgDeadline` (or
+:data:`AsyncPsycopgDeadline`) bounds them all by its ``_sdb_deadline`` attribute, tightened
+by ``round_trip_cap``. A caller's own
 ``timeout`` (``notifies(timeout=...)``) is left alone.
 
 psycopg >= 3.3 takes the timeout in its own waiting loop (C code, no cost per I/O step);
 older versions get the watchdog. Either way a round trip that ran out of time leaves
 the connection mid-protocol, so it is closed (never reused) and the caller gets an
 ``OperationalError`` saying why, which the backends report as ``ConnectionLostError``.
-
 """
 
 from __future__ import annotations
