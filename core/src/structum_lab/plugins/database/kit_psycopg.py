@@ -6,8 +6,7 @@ Importing this module imports psycopg; :mod:`structum_lab.plugins.database.kit` 
 Every wait for the server (statement, fetch, COMMIT, ping) goes through
 ``Connection.wait()``: a subclass that mixes in :data:`PsycopgDeadline` (or
 :data:`AsyncPsycopgDeadline`) bounds them all by its ``_sdb_deadline`` attribute, tightened
-by ``round_trip_cap``. A caller's own
-``timeout`` (``notifies(timeout=...)``) is left alone.
+by ``round_trip_cap``. A caller's own ``timeout`` (``notifies(timeout=...)``) is left alone.
 
 psycopg >= 3.3 takes the timeout in its own waiting loop (C code, no cost per I/O step);
 older versions get the watchdog. Either way a round trip that ran out of time leaves
