@@ -369,6 +369,33 @@ def test_a_stalled_async_round_trip_is_given_up_and_the_connection_closed(mechan
     assert 0.5 <= took < 0.6 + MARGIN, took
 
 
+def test_a_listen_loop_waits_longer_than_the_deadline(pg_url: str) -> None:
+    """psycopg's notifies() waits for the server with the caller's own limit (none here):
+    statement_deadline must not cut a LISTEN loop that hears nothing for a while."""
+    import threading
+
+    db = PostgresDatabase(pg_url, statement_deadline=0.3, pool_size=1)
+    try:
+        with db.get_connection() as conn:
+            raw = conn.psycopg_connection
+            raw.execute("LISTEN structum_quiet")
+            raw.commit()
+
+            def notify_later() -> None:
+                time.sleep(0.8)
+                with psycopg.connect(pg_url, autocommit=True) as other:
+                    other.execute("NOTIFY structum_quiet, 'late'")
+
+            threading.Thread(target=notify_later, daemon=True).start()
+            started = time.monotonic()
+            heard = [n.payload for n in raw.notifies(stop_after=1)]
+            assert heard == ["late"] and time.monotonic() - started > 0.6
+            assert conn.execute("SELECT 1").scalar() == 1  # the connection is still fine
+            raw.execute("UNLISTEN *")
+    finally:
+        db.shutdown()
+
+
 def test_a_watchdog_lease_disarmed_in_time_leaves_the_socket_alone() -> None:
     left, right = socket.socketpair()
     try:

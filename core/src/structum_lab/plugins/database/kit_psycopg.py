@@ -6,7 +6,7 @@ Importing this module imports psycopg; :mod:`structum_lab.plugins.database.kit` 
 Every wait for the server (statement, fetch, COMMIT, ping) goes through
 ``Connection.wait()``: a subclass that mixes in :data:`PsycopgDeadline` (or
 :data:`AsyncPsycopgDeadline`) bounds them all by its ``_sdb_deadline`` attribute, tightened
-by ``round_trip_cap``. A caller's own ``timeout`` (``notifies(timeout=...)``) is left alone.
+by ``round_trip_cap``. A timeout psycopg passes itself (``notifies()``) is left alone.
 
 psycopg >= 3.3 takes the timeout in its own waiting loop (C code, no cost per I/O step);
 older versions get the watchdog. Either way a round trip that ran out of time leaves
@@ -39,14 +39,18 @@ _INTERVAL: Final = 0.1
 
 _cap = _CAP.get
 
+#: ``timeout`` not given. psycopg's own calls give none, except ``notifies()``, which passes
+#: its caller's, None included: a LISTEN loop without a limit waits as long as it likes.
+_UNSET: Any = object()
+
 
 class _NativeDeadline:
     _sdb_deadline: float | None = None
     pgconn: Any
 
-    def wait(self, gen: Any, interval: float = _INTERVAL, timeout: float | None = None) -> Any:
+    def wait(self, gen: Any, interval: float = _INTERVAL, timeout: float | None = _UNSET) -> Any:
         # Inlined (no helper call): this runs on every round trip.
-        if timeout is None:
+        if timeout is _UNSET:
             timeout = self._sdb_deadline
             cap = _cap()
             if cap is not None and (timeout is None or cap < timeout):
@@ -64,9 +68,9 @@ class _AsyncNativeDeadline:
     _sdb_deadline: float | None = None
     pgconn: Any
 
-    async def wait(self, gen: Any, interval: float = _INTERVAL, timeout: float | None = None) -> Any:  # noqa: ASYNC109 - psycopg's signature
+    async def wait(self, gen: Any, interval: float = _INTERVAL, timeout: float | None = _UNSET) -> Any:  # noqa: ASYNC109 - psycopg's signature
         # Inlined (no helper call): this runs on every round trip.
-        if timeout is None:
+        if timeout is _UNSET:
             timeout = self._sdb_deadline
             cap = _cap()
             if cap is not None and (timeout is None or cap < timeout):
@@ -106,7 +110,7 @@ class _WatchdogDeadline:
 
     def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
         limit = round_trip_budget(self._sdb_deadline)
-        if limit is None or kwargs.get("timeout") is not None:
+        if limit is None or "timeout" in kwargs:
             return super().wait(gen, *args, **kwargs)  # type: ignore[misc]
         with _Watched(self, limit):
             return super().wait(gen, *args, **kwargs)  # type: ignore[misc]
@@ -118,7 +122,7 @@ class _AsyncWatchdogDeadline:
 
     async def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
         limit = round_trip_budget(self._sdb_deadline)
-        if limit is None or kwargs.get("timeout") is not None:
+        if limit is None or "timeout" in kwargs:
             return await super().wait(gen, *args, **kwargs)  # type: ignore[misc]
         with _Watched(self, limit):
             return await super().wait(gen, *args, **kwargs)  # type: ignore[misc]
