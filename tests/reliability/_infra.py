@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
+from _tools import require_tool  # re-exported: the suite imports it from here
 
 __all__ = ["Cluster", "Proxy", "free_port", "pg_bin", "require_tool"]
 
@@ -26,16 +26,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def require_tool(available: bool, message: str) -> None:
-    """Skip a scenario whose tool is not installed, or fail it in CI (STRUCTUM_REQUIRE_SERVERS=1),
-    where a skipped scenario would pass for a proven one."""
-    if available:
-        return
-    if os.environ.get("STRUCTUM_REQUIRE_SERVERS") == "1":
-        pytest.fail(f"{message} and STRUCTUM_REQUIRE_SERVERS=1", pytrace=False)
-    pytest.skip(message)
 
 
 def pg_bin() -> Path | None:

@@ -7,74 +7,23 @@ option exists), on the SQLAlchemy backend as on the psycopg one."""
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
+from _tools import pgbouncer
 
 from structum_lab.plugins.database import ProgrammingError, connect, connect_async
-
-from ._infra import free_port, require_tool
 
 ITERATIONS = 100
 
 
 @pytest.fixture(scope="module")
 def bouncer() -> Iterator[str]:
-    """A PgBouncer (transaction mode) in front of the shared server, as our own child process."""
-    binary = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if os.path.exists("/usr/sbin/pgbouncer") else None)
-    require_tool(binary is not None, "pgbouncer is not installed (apt-get install pgbouncer)")
-    assert binary is not None
-    port = free_port()
-    workdir = Path(tempfile.mkdtemp(prefix="structum-bouncer-"))
-    (workdir / "users.txt").write_text('"postgres" ""\n')
-    (workdir / "pgbouncer.ini").write_text(
-        f"""[databases]
-test = host=127.0.0.1 port=5432 dbname=test
-
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = {port}
-unix_socket_dir =
-auth_type = trust
-auth_file = {workdir}/users.txt
-pool_mode = transaction
-default_pool_size = 4
-logfile = {workdir}/pgbouncer.log
-ignore_startup_parameters = extra_float_digits, options
-"""
-    )
-    user: dict[str, Any] = {}
-    if os.geteuid() == 0:  # PgBouncer refuses to run as root
-        for path in (workdir, *workdir.iterdir()):
-            shutil.chown(path, "postgres")
-        user = {"user": "postgres", "group": "postgres"}
-    process = subprocess.Popen(
-        [binary, str(workdir / "pgbouncer.ini")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **user
-    )
-    try:
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert process.poll() is None, "pgbouncer exited at start"
-                assert time.monotonic() < deadline, "pgbouncer did not start listening"
-                time.sleep(0.05)
-        yield f"postgresql://postgres@127.0.0.1:{port}/test"
-    finally:
-        process.terminate()
-        process.wait(10)
-        shutil.rmtree(workdir, ignore_errors=True)
+    """A PgBouncer (transaction mode, 4 server connections) in front of the shared server."""
+    with pgbouncer(default_pool_size=4) as url:
+        yield url
 
 
 def _url(kind: str, bouncer: str) -> str:
