@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
+from ._protocols import Result
 from ._rows import Row
 
-__all__ = ["AsyncBufferedResult", "BufferedResult"]
+__all__ = ["AsyncBufferedResult", "AwaitableResult", "BufferedResult"]
 
 
 class BufferedResult:
@@ -60,13 +61,14 @@ class BufferedResult:
         return f"<BufferedResult rows={len(self._rows)} rowcount={self.rowcount}>"
 
 
-class AsyncBufferedResult:
-    """The awaitable face of :class:`BufferedResult` (nothing is awaited underneath)."""
+class AwaitableResult:
+    """The awaitable face of a result whose rows are already on the client (a buffered
+    result, or a driver result read without I/O): ``await result.fetchone()`` and so on."""
 
     __slots__ = ("_sync",)
 
-    def __init__(self, keys: Sequence[str], rows: list[Row], rowcount: int) -> None:
-        self._sync = BufferedResult(keys, rows, rowcount)
+    def __init__(self, sync: Result) -> None:
+        self._sync = sync
 
     @property
     def rowcount(self) -> int:
@@ -90,3 +92,12 @@ class AsyncBufferedResult:
     async def __aiter__(self) -> AsyncIterator[Row]:
         while (row := self._sync.fetchone()) is not None:
             yield row
+
+
+class AsyncBufferedResult(AwaitableResult):
+    """The awaitable face of :class:`BufferedResult` (nothing is awaited underneath)."""
+
+    __slots__ = ()
+
+    def __init__(self, keys: Sequence[str], rows: list[Row], rowcount: int) -> None:
+        super().__init__(BufferedResult(keys, rows, rowcount))

@@ -43,7 +43,7 @@ from ._params import (
 )
 from ._pool_stats import PoolStats, pool_exhausted_message
 from ._prepare import PSYCOPG_PREPARE_THRESHOLD, normalize_prepare_threshold
-from ._results import AsyncBufferedResult, BufferedResult
+from ._results import AsyncBufferedResult, AwaitableResult, BufferedResult
 from ._rows import GC_PAUSE_ROWS, Row, paused_gc
 from ._scope import TransactionScope, current_task_id
 from ._secrets import DRIVER_LOGGERS, ScrubbingFilter, Secrets, collect_secrets, protect_logs
@@ -60,6 +60,7 @@ __all__ = [
     "COMMON_OPTIONS",
     "DRIVER_LOGGERS",
     "AsyncBufferedResult",
+    "AwaitableResult",
     "BufferedResult",
     "GC_PAUSE_ROWS",
     "GENERIC",

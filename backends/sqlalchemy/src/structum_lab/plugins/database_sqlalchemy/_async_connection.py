@@ -9,23 +9,24 @@ from __future__ import annotations
 
 import logging
 from asyncio import get_running_loop, shield
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import exc as sa_exc
 
-from structum_lab.plugins.database import ParameterError, Params, ProgrammingError, Row, TransactionError
+from structum_lab.plugins.database import Params, ProgrammingError, Row, TransactionError
 from structum_lab.plugins.database.kit import (
     ABORTED_TRANSACTION,
     CONNECTION_ENDED,
     NOTHING_EXECUTED,
     AsyncBufferedResult,
+    AwaitableResult,
     Translator,
     executemany_batches,
     leaks,
 )
 
-from ._connection import SQLAlchemyResult, postgres_aborted, reset_driver_transaction
+from ._connection import STATEMENT_ERRORS, SQLAlchemyResult, postgres_aborted, reset_driver_transaction, statement_error
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection as SAAsyncConnection
@@ -46,36 +47,15 @@ def detached(result: SQLAlchemyResult) -> AsyncBufferedResult:
     return AsyncBufferedResult(buffered.keys(), buffered.fetchall(), buffered.rowcount)
 
 
-class AsyncSQLAlchemyResult:
-    """Rows of one statement; ``await result.fetchone()``, ``rowcount``."""
+class AsyncSQLAlchemyResult(AwaitableResult):
+    """Rows of one statement; ``await result.fetchone()``, ``rowcount``. The rows arrived
+    with the statement (SQLAlchemy's asyncio results are buffered), so nothing is awaited."""
 
-    __slots__ = ("_sync",)
+    __slots__ = ()
+    _sync: SQLAlchemyResult
 
     def __init__(self, sync: SQLAlchemyResult) -> None:
-        self._sync = sync
-
-    @property
-    def rowcount(self) -> int:
-        return self._sync.rowcount
-
-    def keys(self) -> list[str]:
-        return self._sync.keys()
-
-    async def fetchone(self) -> Row | None:
-        return self._sync.fetchone()
-
-    async def fetchmany(self, size: int | None = None) -> list[Row]:
-        return self._sync.fetchmany(size)
-
-    async def fetchall(self) -> list[Row]:
-        return self._sync.fetchall()
-
-    async def scalar(self) -> Any:
-        return self._sync.scalar()
-
-    async def __aiter__(self) -> AsyncIterator[Row]:
-        while (row := self._sync.fetchone()) is not None:
-            yield row
+        super().__init__(sync)
 
 
 class _AsyncSavepoint:
@@ -159,14 +139,8 @@ class AsyncSQLAlchemyConnection:
                 result = await sa_conn.exec_driver_sql(driver_sql, tuple(bound))
             else:
                 result = await sa_conn.exec_driver_sql(driver_sql, bound)
-        except sa_exc.DBAPIError as exc:
-            raise self._db._translate(exc) from exc
-        except sa_exc.StatementError as exc:
-            raise self._db._translate(exc.orig or exc) from exc
-        except sa_exc.ArgumentError as exc:
-            raise ParameterError(str(exc), backend="sqlalchemy") from exc
-        except (TypeError, ValueError) as exc:  # the driver cannot send a value (PyMySQL raises these)
-            raise ParameterError(f"the driver cannot send these parameters: {exc}", backend="sqlalchemy") from exc
+        except STATEMENT_ERRORS as exc:
+            raise statement_error(self._db, exc) from exc
         self._last = wrapped = AsyncSQLAlchemyResult(SQLAlchemyResult(result))
         return wrapped
 
@@ -182,14 +156,8 @@ class AsyncSQLAlchemyConnection:
             for chunk in executemany_batches(param_sets):  # each a round trip under statement_deadline
                 result = await sa_conn.exec_driver_sql(statement.sql, chunk)
                 total = total + result.rowcount if total >= 0 and result.rowcount >= 0 else -1
-        except sa_exc.DBAPIError as exc:
-            raise self._db._translate(exc) from exc
-        except sa_exc.StatementError as exc:
-            raise self._db._translate(exc.orig or exc) from exc
-        except sa_exc.ArgumentError as exc:
-            raise ParameterError(str(exc), backend="sqlalchemy") from exc
-        except (TypeError, ValueError) as exc:  # the driver cannot send a value (PyMySQL raises these)
-            raise ParameterError(f"the driver cannot send these parameters: {exc}", backend="sqlalchemy") from exc
+        except STATEMENT_ERRORS as exc:
+            raise statement_error(self._db, exc) from exc
         return total
 
     def _last_result(self) -> AsyncSQLAlchemyResult:

@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from structum_lab.plugins.database import ParameterError, Params, ProgrammingError, Row, TransactionError
+from structum_lab.plugins.database import (
+    DatabaseError,
+    ParameterError,
+    Params,
+    ProgrammingError,
+    Row,
+    TransactionError,
+)
 from structum_lab.plugins.database.kit import (
     ABORTED_TRANSACTION,
     CONNECTION_ENDED,
@@ -34,7 +41,13 @@ if TYPE_CHECKING:
 
 _PQ_INERROR = 3  # libpq's PQTRANS_INERROR
 
-__all__ = ["SQLAlchemyConnection", "SQLAlchemyResult", "reset_driver_transaction"]
+__all__ = [
+    "STATEMENT_ERRORS",
+    "SQLAlchemyConnection",
+    "SQLAlchemyResult",
+    "reset_driver_transaction",
+    "statement_error",
+]
 
 _NO_PARAMS = {"no_parameters": True}
 _epoch = leaks.epoch
@@ -67,6 +80,23 @@ def reset_driver_transaction(sa_conn: sa.Connection) -> None:
             dbapi_connection.rollback()
     except Exception:
         sa_conn.invalidate()
+
+
+#: What running a statement through ``exec_driver_sql`` raises (``DBAPIError`` is a
+#: ``StatementError``); :func:`statement_error` turns each into the core error.
+STATEMENT_ERRORS = (sa_exc.StatementError, sa_exc.ArgumentError, TypeError, ValueError)
+
+
+def statement_error(db: Any, exc: BaseException) -> DatabaseError:
+    """The core error for one of :data:`STATEMENT_ERRORS`."""
+    if isinstance(exc, sa_exc.DBAPIError):
+        return db._translate(exc)  # type: ignore[no-any-return]
+    if isinstance(exc, sa_exc.StatementError):
+        return db._translate(exc.orig or exc)  # type: ignore[no-any-return]
+    if isinstance(exc, sa_exc.ArgumentError):
+        return ParameterError(str(exc), backend="sqlalchemy")
+    # TypeError, ValueError: the driver cannot send a value (PyMySQL raises these).
+    return ParameterError(f"the driver cannot send these parameters: {exc}", backend="sqlalchemy")
 
 
 class SQLAlchemyResult:
@@ -241,14 +271,8 @@ class SQLAlchemyConnection:
                 result = sa_conn.exec_driver_sql(driver_sql, tuple(bound))
             else:
                 result = sa_conn.exec_driver_sql(driver_sql, bound)
-        except sa_exc.DBAPIError as exc:
-            raise self._db._translate(exc) from exc
-        except sa_exc.StatementError as exc:
-            raise self._db._translate(exc.orig or exc) from exc
-        except sa_exc.ArgumentError as exc:
-            raise ParameterError(str(exc), backend="sqlalchemy") from exc
-        except (TypeError, ValueError) as exc:  # the driver cannot send a value (PyMySQL raises these)
-            raise ParameterError(f"the driver cannot send these parameters: {exc}", backend="sqlalchemy") from exc
+        except STATEMENT_ERRORS as exc:
+            raise statement_error(self._db, exc) from exc
         self._last = wrapped = SQLAlchemyResult(result)
         return wrapped
 
@@ -265,14 +289,8 @@ class SQLAlchemyConnection:
             for chunk in executemany_batches(param_sets):  # each a round trip under statement_deadline
                 result = sa_conn.exec_driver_sql(statement.sql, chunk)
                 total = total + result.rowcount if total >= 0 and result.rowcount >= 0 else -1
-        except sa_exc.DBAPIError as exc:
-            raise self._db._translate(exc) from exc
-        except sa_exc.StatementError as exc:
-            raise self._db._translate(exc.orig or exc) from exc
-        except sa_exc.ArgumentError as exc:
-            raise ParameterError(str(exc), backend="sqlalchemy") from exc
-        except (TypeError, ValueError) as exc:  # the driver cannot send a value (PyMySQL raises these)
-            raise ParameterError(f"the driver cannot send these parameters: {exc}", backend="sqlalchemy") from exc
+        except STATEMENT_ERRORS as exc:
+            raise statement_error(self._db, exc) from exc
         return total
 
     def _last_result(self) -> SQLAlchemyResult:
