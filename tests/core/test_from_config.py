@@ -38,7 +38,7 @@ def test_precedence_env_over_secrets_over_file(project: Path, monkeypatch: pytes
     with SQLAlchemyDatabase.from_config() as db:
         assert db.url.endswith("secret.db")
         assert db.get_pool_info()["size"] == 6
-        assert db._pool_timeout == 9  # from the file
+        assert db.engine.pool.timeout() == 9  # type: ignore[attr-defined] # from the file
 
 
 def test_environment_sections_and_options_table(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -50,12 +50,12 @@ def test_environment_sections_and_options_table(project: Path, monkeypatch: pyte
         "[production.options]\npool_use_lifo = true\n",
     )
     with SQLAlchemyDatabase.from_config() as db:
-        assert db.url.endswith("dev.db") and db._pre_ping is False
+        assert db.url.endswith("dev.db") and db.engine.pool._pre_ping is False
     monkeypatch.setenv("STRUCTUM_ENV", "production")
     with SQLAlchemyDatabase.from_config() as db:
         assert db.url.endswith("prod.db")
         assert db.get_pool_info()["size"] == 20
-        assert db._pre_ping is False  # default.options merged under production.options
+        assert db.engine.pool._pre_ping is False  # default.options merged under production.options
         assert db.engine.pool._pool.use_lifo is True  # type: ignore[attr-defined]
 
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from structum_lab.plugins.database._errors import DatabaseError, ParameterError
-from structum_lab.plugins.database._params import (
+from structum_lab.plugins.database._contract.errors import DatabaseError, ParameterError
+from structum_lab.plugins.database._engine.params import (
     ASYNCPG,
     GENERIC,
     MYSQL,

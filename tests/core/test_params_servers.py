@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 import pytest
 
-from structum_lab.plugins.database._params import (
+from structum_lab.plugins.database._engine.params import (
     MYSQL,
     POSTGRESQL,
     PSYCOPG,

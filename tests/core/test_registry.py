@@ -21,7 +21,7 @@ from structum_lab.plugins.database import (
     available_backends,
     connect,
 )
-from structum_lab.plugins.database._registry import BACKEND_GROUP, SCHEME_GROUP, Registry, get_registry
+from structum_lab.plugins.database._config.registry import BACKEND_GROUP, SCHEME_GROUP, Registry, get_registry
 
 FAKE_PLUGIN = """
 from structum_lab.plugins.database import Option, hookimpl

@@ -18,7 +18,7 @@ def run(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("STRUCTUM_")}
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "structum_lab.plugins.database._cli", *args],
+        [sys.executable, "-m", "structum_lab.plugins.database._integrations.cli", *args],
         cwd=cwd,
         env=full_env,
         capture_output=True,

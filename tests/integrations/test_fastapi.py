@@ -21,13 +21,13 @@ from structum_lab.plugins.database import (
     Connection,
     DatabaseError,
     DatabaseInterface,
-    _fastapi_lifespan,
     connect,
     get_database,
     registered_databases,
     set_database,
 )
 from structum_lab.plugins.database import fastapi as integration
+from structum_lab.plugins.database._integrations import fastapi_lifespan as _fastapi_lifespan
 from structum_lab.plugins.database.fastapi import (
     DB,
     AsyncDB,

@@ -19,7 +19,7 @@ from structum_lab.plugins.database import (
     TransactionError,
     hookimpl,
 )
-from structum_lab.plugins.database._manager import get_plugin_manager
+from structum_lab.plugins.database._config.manager import get_plugin_manager
 
 
 def wait_for(predicate: Any, timeout: float = 5.0) -> None:

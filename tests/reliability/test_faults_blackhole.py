@@ -33,7 +33,7 @@ from structum_lab.plugins.database import (
     StatementTimeoutError,
     connect,
 )
-from structum_lab.plugins.database import _deadline as deadline_module
+from structum_lab.plugins.database._engine import deadline as deadline_module
 from structum_lab.plugins.database.kit import DEADLINE_GRACE, DEFAULT_STATEMENT_DEADLINE, WATCHDOG, round_trip_cap
 from structum_lab.plugins.database.kit_psycopg import (
     NATIVE_TIMEOUT,

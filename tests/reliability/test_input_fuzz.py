@@ -24,8 +24,8 @@ from structum_lab.plugins.database import (
     connect_async,
     from_config,
 )
-from structum_lab.plugins.database._connect import accepted_options
-from structum_lab.plugins.database._registry import get_registry
+from structum_lab.plugins.database._config.connect import accepted_options
+from structum_lab.plugins.database._config.registry import get_registry
 
 # SQLAlchemy warns that SQLite ignores generated query parameters; that is all it does.
 pytestmark = pytest.mark.filterwarnings("ignore:Query string argument")

@@ -299,7 +299,7 @@ def test_sync_leaks_other_databases(
 def test_forked_child_never_reclaims_the_parents_connection(kind: str, pg_url: str) -> None:
     """A child that drops a wrapper it inherited must not roll back or return the parent's
     connection (it shares the parent's socket); the parent goes on using it."""
-    from structum_lab.plugins.database import _leaks
+    from structum_lab.plugins.database._engine import leaks as _leaks
 
     db = open_db(kind, pg_url, app_name("leak"), pool_size=1, max_overflow=0)
     try:

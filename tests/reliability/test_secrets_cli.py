@@ -19,7 +19,7 @@ import pytest
 from ._workload import PG_URL
 from .test_secrets_leaks import ENCODED, PASSWORD, assert_clean
 
-CLI = [sys.executable, "-c", "from structum_lab.plugins.database._cli import main; main()"]
+CLI = [sys.executable, "-c", "from structum_lab.plugins.database._integrations.cli import main; main()"]
 
 
 @pytest.fixture

@@ -12,8 +12,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ._connect import connect, connect_async, from_config, from_config_async
-from ._errors import (
+from ._config.connect import connect, connect_async, from_config, from_config_async
+from ._config.instances import get_async_database, get_database, registered_databases, remove_database, set_database
+from ._config.known import KNOWN_BACKENDS
+from ._config.manager import get_plugin_manager
+from ._config.registry import BackendInfo, available_backends
+from ._contract.errors import (
     BackendConflictError,
     BackendLoadError,
     BackendNotFoundError,
@@ -35,12 +39,10 @@ from ._errors import (
     TransactionError,
     TransientError,
 )
-from ._health import HealthCheckResult, HealthStatus
-from ._instances import get_async_database, get_database, registered_databases, remove_database, set_database
-from ._known import KNOWN_BACKENDS
-from ._manager import get_plugin_manager
-from ._options import COMMON_OPTIONS, Option
-from ._protocols import (
+from ._contract.health import HealthCheckResult, HealthStatus
+from ._contract.hookspecs import hookimpl
+from ._contract.options import COMMON_OPTIONS, Option
+from ._contract.protocols import (
     AsyncConnection,
     AsyncDatabaseInterface,
     AsyncResult,
@@ -55,11 +57,9 @@ from ._protocols import (
     SupportsCopy,
     SupportsSessions,
 )
-from ._registry import BackendInfo, available_backends
-from ._retry import retry_on_conflict, run_transaction, run_transaction_async
-from ._rows import Row
-from ._url import DatabaseURL
-from .hookspecs import hookimpl
+from ._contract.rows import Row
+from ._contract.url import DatabaseURL
+from ._engine.retry import retry_on_conflict, run_transaction, run_transaction_async
 
 if TYPE_CHECKING:
     from structum_lab.plugins.database_psycopg import AsyncPostgresDatabase, PostgresDatabase

@@ -1,15 +1,29 @@
 """Building blocks for backend authors (first-party and third-party).
 
-A backend holds only what is specific to its driver; parameter translation, row
-shape, error mapping, secret masking, option validation and health timing come
-from here, so every backend behaves the same.
+A backend is a driver (:class:`AsyncDriverBase` / :class:`DriverBase`, the verbs of
+:class:`AsyncDriver`) plus a database class on the engine (:class:`AsyncEngineDatabase` /
+:class:`EngineDatabase`). Transactions, savepoints, checkout accounting, health, leaks,
+fork safety, error mapping and secret masking are the engine's, so every backend
+behaves the same; parameter translation, row shape, option validation and deadlines
+are helpers here. See docs/architecture.md.
 """
 
 from __future__ import annotations
 
-from . import _leaks as leaks
-from ._base import DatabaseBase
-from ._deadline import (
+from ._contract.driver import Driver, DriverBase, Rows
+from ._contract.driver_async import AsyncDriver, AsyncDriverBase, AsyncRows
+from ._contract.features import ALL_ISOLATION_LEVELS, Features, PoolExhausted, PoolLimits
+from ._contract.health import OK_MESSAGE
+from ._contract.options import COMMON_OPTIONS, Option, validate_options
+from ._contract.rows import GC_PAUSE_ROWS, Row, paused_gc
+from ._contract.url import DatabaseURL, mask_url
+from ._engine import leaks
+from ._engine.background import AsyncBackground, Background
+from ._engine.connection import EngineConnection
+from ._engine.connection_async import AsyncEngineConnection
+from ._engine.database import EngineDatabase
+from ._engine.database_async import AsyncEngineDatabase
+from ._engine.deadline import (
     DEADLINE_GRACE,
     DEFAULT_STATEMENT_DEADLINE,
     EXECUTEMANY_BATCH,
@@ -21,12 +35,14 @@ from ._deadline import (
     round_trip_budget,
     round_trip_cap,
 )
-from ._driver_errors import driver_error_code, translate_error
-from ._fork import FORK, adopt
-from ._health import OK_MESSAGE, run_health_check, run_health_check_async
-from ._messages import ABORTED_TRANSACTION, CONNECTION_ENDED, NESTED_OPTIONS, NO_ROWS, NOTHING_EXECUTED
-from ._options import COMMON_OPTIONS, Option, validate_options
-from ._params import (
+from ._engine.errors import driver_error_code, translate_error
+from ._engine.flavour import ASYNC
+from ._engine.fork import FORK, adopt
+from ._engine.health import run_health_check, run_health_check_async
+from ._engine.isolation import ISOLATION_SQL, normalize_isolation
+from ._engine.logs import SQL_LOG, log
+from ._engine.messages import ABORTED_TRANSACTION, CONNECTION_ENDED, NESTED_OPTIONS, NO_ROWS, NOTHING_EXECUTED
+from ._engine.params import (
     ASYNCPG,
     GENERIC,
     MYSQL,
@@ -36,21 +52,46 @@ from ._params import (
     PYMYSQL,
     SQLITE,
     SQLITE3,
+    Bound,
     ParamTarget,
     SQLDialect,
     Statement,
     Translator,
 )
-from ._pool_stats import PoolStats, pool_exhausted_message
-from ._prepare import PSYCOPG_PREPARE_THRESHOLD, normalize_prepare_threshold
-from ._results import AsyncBufferedResult, AwaitableResult, BufferedResult
-from ._rows import GC_PAUSE_ROWS, Row, paused_gc
-from ._scope import TransactionScope, current_task_id
-from ._secrets import DRIVER_LOGGERS, ScrubbingFilter, Secrets, collect_secrets, protect_logs
-from ._transactions import ISOLATION_SQL, normalize_isolation
-from ._url import DatabaseURL, mask_url
+from ._engine.pool_stats import PoolStats, pool_exhausted_message
+from ._engine.prepare import PSYCOPG_PREPARE_THRESHOLD, normalize_prepare_threshold
+from ._engine.result import EngineResult
+from ._engine.result_async import AsyncEngineResult
+from ._engine.results import AsyncBufferedResult, AwaitableResult, BufferedResult
+from ._engine.scope import TransactionScope, current_task_id
+from ._engine.secrets import DRIVER_LOGGERS, ScrubbingFilter, Secrets, collect_secrets, protect_logs
+
+#: The base class of a backend's database before the engine (kept for old imports).
+DatabaseBase = EngineDatabase
 
 __all__ = [
+    "ALL_ISOLATION_LEVELS",
+    "ASYNC",
+    "SQL_LOG",
+    "AsyncBackground",
+    "AsyncDriver",
+    "AsyncDriverBase",
+    "AsyncEngineConnection",
+    "AsyncEngineDatabase",
+    "AsyncEngineResult",
+    "AsyncRows",
+    "Background",
+    "Bound",
+    "Driver",
+    "DriverBase",
+    "EngineConnection",
+    "EngineDatabase",
+    "EngineResult",
+    "Features",
+    "PoolExhausted",
+    "PoolLimits",
+    "Rows",
+    "log",
     "ABORTED_TRANSACTION",
     "CONNECTION_ENDED",
     "NESTED_OPTIONS",

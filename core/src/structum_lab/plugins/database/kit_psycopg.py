@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import psycopg
 
-from ._deadline import _CAP, WATCHDOG, deadline_message, round_trip_budget
+from ._engine.deadline import _CAP, WATCHDOG, deadline_message, round_trip_budget
 
 __all__ = ["NATIVE_TIMEOUT", "AsyncPsycopgDeadline", "AsyncWatchdogDeadline", "PsycopgDeadline", "WatchdogDeadline"]
 

@@ -11,10 +11,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._async import AsyncPostgresDatabase
-    from ._async_connection import AsyncPostgresConnection, AsyncPostgresResult
-    from ._connection import PostgresConnection, PostgresResult
-    from ._database import PostgresDatabase
+    from ._database import PostgresConnection, PostgresDatabase, PostgresResult
+    from ._database_async import AsyncPostgresConnection, AsyncPostgresDatabase, AsyncPostgresResult
 
 __all__ = [
     "AsyncPostgresConnection",
@@ -25,14 +23,7 @@ __all__ = [
     "PostgresResult",
 ]
 
-_WHERE = {
-    "AsyncPostgresConnection": "._async_connection",
-    "AsyncPostgresDatabase": "._async",
-    "AsyncPostgresResult": "._async_connection",
-    "PostgresConnection": "._connection",
-    "PostgresDatabase": "._database",
-    "PostgresResult": "._connection",
-}
+_WHERE = {name: "._database_async" if name.startswith("Async") else "._database" for name in __all__}
 
 
 def __getattr__(name: str) -> Any:

@@ -64,7 +64,7 @@ def structum_database_connect(
     url: DatabaseURL, options: Mapping[str, Any], is_async: bool
 ) -> DatabaseInterface | AsyncDatabaseInterface:
     if is_async:
-        from ._async import AsyncPostgresDatabase
+        from ._database_async import AsyncPostgresDatabase
 
         return AsyncPostgresDatabase(url, **options)
     from ._database import PostgresDatabase

@@ -1,15 +1,14 @@
-"""The pieces between psycopg_pool and the database classes.
+"""The pieces between psycopg_pool and the driver that need no ``await``.
 
 * :class:`ConnectMonitor` remembers how the last connection attempt went. psycopg_pool
   connects in background workers and never tells a waiting caller that the server is
   down; the monitor lets a checkout fail fast with the real connection error instead
   of waiting out ``pool_timeout``.
-* The connection classes handed to the pool (one subclass per database, so each
-  reports to its own monitor) stamp every connection with what the checkout's
-  liveness test needs: when it was created and last used, and a zero-round-trip
-  "is the socket readable?" probe. An idle PostgreSQL connection receives nothing
-  unless the server closed it (terminated backend, restart, idle timeout) or sent a
-  notification, so a readable socket at checkout is the cue for a real ping.
+* :func:`stamp` marks every new connection with what the checkout's liveness test
+  needs: when it was created and last used, and a zero-round-trip "is the socket
+  readable?" probe. An idle PostgreSQL connection receives nothing unless the server
+  closed it (terminated backend, restart, idle timeout) or sent a notification, so a
+  readable socket at checkout is the cue for a real ping.
 * :func:`row_factory` builds core :class:`Row` dicts exactly as psycopg's ``dict_row``
   builds dicts.
 """
@@ -19,52 +18,58 @@ from __future__ import annotations
 import select
 from collections.abc import Callable, Sequence
 from time import monotonic
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
+from psycopg import IsolationLevel as PgIsolation
+from psycopg import sql
 from psycopg.rows import no_result
 
-from structum_lab.plugins.database import IsolationLevel, Row
-from structum_lab.plugins.database.kit_psycopg import AsyncPsycopgDeadline, PsycopgDeadline
-
-if TYPE_CHECKING:
-    from psycopg import AsyncConnection, Connection
+from structum_lab.plugins.database import IsolationLevel, ParameterError, Row
+from structum_lab.plugins.database.kit import POSTGRESQL, PSYCOPG_POSITIONAL, Translator
 
 __all__ = [
+    "CLOSE_WAIT",
+    "COLD_RETRY",
+    "COLD_SLICE",
+    "COLD_VERIFY",
+    "TRANSLATOR",
     "ConnectMonitor",
-    "async_connection_class",
     "copy_statement",
+    "psycopg_isolation",
     "row_factory",
-    "sync_connection_class",
+    "stamp",
 ]
 
+#: One translator for every psycopg database: the cache is per SQL string, not per pool.
+TRANSLATOR: Final = Translator(POSTGRESQL, PSYCOPG_POSITIONAL)
 
-def _names_from_description(cursor: Any) -> list[str] | None:
-    description = cursor.description
-    return None if description is None else [column.name for column in description]
-
+#: How long a checkout waits on the pool at a time while the pool cannot connect, so
+#: that a connection error reaches the caller instead of a full pool_timeout wait.
+COLD_SLICE: Final = 0.05
+#: How long a checkout waits for the outcome of the pool's own connection attempts before
+#: trying one itself (at most half of its pool_timeout): attempts the pool started while the
+#: server was unreachable (a stalled network) take connect_timeout to fail, then back off.
+COLD_VERIFY: Final = 1.0
+#: At most one such attempt per database in this many seconds, so waiting callers never
+#: flood a server that is down (an attempt into a silent network lives connect_timeout).
+COLD_RETRY: Final = 0.5
+#: How long shutdown() waits for each pool worker to stop. Workers stop at once unless one is
+#: stuck connecting to a silent server; psycopg_pool joins them one by one.
+CLOSE_WAIT: Final = 0.25
 
 _column_names: Callable[[Any], list[str] | None]
 try:  # psycopg's own name reader, as used by dict_row (the fastest way to the column names)
     from psycopg.rows import _get_names as _column_names
 except ImportError:  # pragma: no cover - a later psycopg without the private helper
-    _column_names = _names_from_description
+
+    def _column_names(cursor: Any) -> list[str] | None:
+        description = cursor.description
+        return None if description is None else [column.name for column in description]
 
 
-_PSYCOPG_ISOLATION: Final = {
-    "read_uncommitted": "READ_UNCOMMITTED",
-    "read_committed": "READ_COMMITTED",
-    "repeatable_read": "REPEATABLE_READ",
-    "serializable": "SERIALIZABLE",
-}
-
-
-def psycopg_isolation(level: IsolationLevel | None) -> Any:
+def psycopg_isolation(level: IsolationLevel | None) -> PgIsolation | None:
     """psycopg's ``IsolationLevel`` member for a core level name (None stays None)."""
-    if level is None:
-        return None
-    from psycopg import IsolationLevel as PgIsolation
-
-    return PgIsolation[_PSYCOPG_ISOLATION[level]]
+    return None if level is None else PgIsolation[level.upper()]
 
 
 def row_factory(cursor: Any) -> Callable[[Sequence[Any]], Row]:
@@ -126,83 +131,15 @@ def _readable_probe(fd: int) -> Callable[[int], list[Any]]:
     return readable
 
 
-def _stamp(conn: Any, isolation: Any) -> None:
+def stamp(conn: Any) -> None:
+    """Mark a new connection with its age, last use and readable-socket probe."""
     conn._sdb_created = conn._sdb_used = monotonic()
     conn._sdb_readable = _readable_probe(conn.pgconn.socket)
     conn._sdb_pool = None
-    if isolation is not None:
-        conn.isolation_level = isolation
 
 
-def sync_connection_class(
-    monitor: ConnectMonitor, isolation: IsolationLevel | None, deadline: float | None
-) -> type[Connection[Row]]:
-    """A ``psycopg.Connection`` subclass whose ``connect`` reports to ``monitor`` and whose
-    waits for the server give up after ``deadline`` seconds (core's ``kit_psycopg``)."""
-    from psycopg import Connection
-
-    level = psycopg_isolation(isolation)
-
-    class StructumConnection(PsycopgDeadline, Connection[Row]):
-        _sdb_deadline = deadline
-        _sdb_created: float
-        _sdb_used: float
-        _sdb_readable: Callable[[int], list[Any]]
-        _sdb_pool: Any
-
-        @classmethod
-        def connect(cls, conninfo: str = "", **kwargs: Any) -> StructumConnection:
-            try:
-                conn = super().connect(conninfo, **kwargs)
-            except Exception as exc:
-                monitor.failed(exc)
-                raise
-            _stamp(conn, level)
-            monitor.succeeded()
-            return conn
-
-    StructumConnection.__qualname__ = "StructumConnection"
-    return StructumConnection
-
-
-def async_connection_class(
-    monitor: ConnectMonitor, isolation: IsolationLevel | None, deadline: float | None
-) -> type[AsyncConnection[Row]]:
-    """The asyncio twin of :func:`sync_connection_class`."""
-    from psycopg import AsyncConnection
-
-    level = psycopg_isolation(isolation)
-
-    class AsyncStructumConnection(AsyncPsycopgDeadline, AsyncConnection[Row]):
-        _sdb_deadline = deadline
-        _sdb_created: float
-        _sdb_used: float
-        _sdb_readable: Callable[[int], list[Any]]
-        _sdb_pool: Any
-
-        @classmethod
-        async def connect(cls, conninfo: str = "", **kwargs: Any) -> AsyncStructumConnection:
-            try:
-                conn = await super().connect(conninfo, **kwargs)
-            except Exception as exc:
-                monitor.failed(exc)
-                raise
-            if level is not None:
-                await conn.set_isolation_level(level)
-            _stamp(conn, None)
-            monitor.succeeded()
-            return conn
-
-    AsyncStructumConnection.__qualname__ = "AsyncStructumConnection"
-    return AsyncStructumConnection
-
-
-def copy_statement(table: str, columns: Sequence[str]) -> Any:
+def copy_statement(table: str, columns: Sequence[str]) -> sql.Composed:
     """``COPY "schema"."table" ("a", "b") FROM STDIN`` with every name quoted by psycopg."""
-    from psycopg import sql
-
-    from structum_lab.plugins.database import ParameterError
-
     if not isinstance(table, str) or not table:
         raise ParameterError(f"copy_records needs a table name such as 'items' or 'app.items', got {table!r}")
     parts = table.split(".")

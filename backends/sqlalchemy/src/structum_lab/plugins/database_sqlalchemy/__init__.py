@@ -8,28 +8,34 @@ need no greenlet.
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._async import AsyncSQLAlchemyDatabase
-    from ._common import SQLAlchemyPoolTimeoutError
-    from ._database import SQLAlchemyDatabase
+    from ._database import SQLAlchemyConnection, SQLAlchemyDatabase
+    from ._database_async import AsyncSQLAlchemyConnection, AsyncSQLAlchemyDatabase
+    from ._engine import SQLAlchemyPoolTimeoutError
 
-__all__ = ["AsyncSQLAlchemyDatabase", "SQLAlchemyDatabase", "SQLAlchemyPoolTimeoutError"]
+__all__ = [
+    "AsyncSQLAlchemyConnection",
+    "AsyncSQLAlchemyDatabase",
+    "SQLAlchemyConnection",
+    "SQLAlchemyDatabase",
+    "SQLAlchemyPoolTimeoutError",
+]
 
-_LAZY = {
-    "SQLAlchemyDatabase": "._database",
-    "SQLAlchemyPoolTimeoutError": "._common",
-    "AsyncSQLAlchemyDatabase": "._async",
-}
+_WHERE = {name: "._database_async" if name.startswith("Async") else "._database" for name in __all__}
+_WHERE["SQLAlchemyPoolTimeoutError"] = "._engine"
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
+    module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
     value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -3,32 +3,232 @@
 Turns the product's options into ``create_engine`` arguments (pool arguments only
 for pools that take them), adds driver deadlines, and installs the listeners that
 make SQLite's pysqlite driver transactional the way SQLAlchemy documents it
-(otherwise ``SAVEPOINT`` and ``BEGIN`` do not behave).
+(otherwise ``SAVEPOINT`` and ``BEGIN`` do not behave). :func:`build_engine` returns
+the engine with what the driver needs to know about it (:class:`EngineParts`).
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import QueuePool, StaticPool
 
-from structum_lab.plugins.database import ConfigurationError, DatabaseURL
-from structum_lab.plugins.database.kit import PSYCOPG_PREPARE_THRESHOLD, normalize_prepare_threshold
+from structum_lab.plugins.database import ConfigurationError, DatabaseURL, IsolationLevel, PoolTimeoutError
+from structum_lab.plugins.database.kit import (
+    DRIVER_LOGGERS,
+    PSYCOPG_PREPARE_THRESHOLD,
+    PoolLimits,
+    Translator,
+    normalize_isolation,
+    normalize_prepare_threshold,
+    ping_budget,
+    resolve_statement_deadline,
+)
 
+from ._deadlines import deadline_connect_args, install_deadline
 from ._dialects import (
     driver_install_hint,
     is_memory_sqlite,
+    lexer_for,
     mysql_statement_timeout_sql,
+    target_for,
     timeout_connect_args,
     to_sqlalchemy_url,
 )
 
-__all__ = ["apply_prepare_threshold", "engine_arguments", "install_listeners", "sqlalchemy_url"]
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+__all__ = [
+    "EngineParts",
+    "OpenConnections",
+    "SQLAlchemyPoolTimeoutError",
+    "build_engine",
+    "describe_connection",
+    "isolation_option",
+    "sync_connection",
+]
+
+_SA_ISOLATION: Final[dict[IsolationLevel, str]] = {
+    "read_uncommitted": "READ UNCOMMITTED",
+    "read_committed": "READ COMMITTED",
+    "repeatable_read": "REPEATABLE READ",
+    "serializable": "SERIALIZABLE",
+}
+
+
+class SQLAlchemyPoolTimeoutError(PoolTimeoutError, sa_exc.TimeoutError):
+    """Pool exhausted: catchable as core ``PoolTimeoutError`` and as ``sqlalchemy.exc.TimeoutError``."""
+
+
+class OpenConnections:
+    """How many connections the engine's pool holds open, from its connect/close events."""
+
+    __slots__ = ("_lock", "count")
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+        event.listen(engine, "connect", self._opened)
+        event.listen(engine, "close", self._gone)
+        event.listen(engine, "detach", self._gone)  # still open, but no longer the pool's
+
+    def _opened(self, *_: object) -> None:
+        with self._lock:
+            self.count += 1
+
+    def _gone(self, *_: object) -> None:
+        with self._lock:
+            self.count -= 1
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class EngineParts:
+    """An engine built from the options, and what the driver needs to know about it."""
+
+    engine: Any  # sa.Engine, or AsyncEngine for the asyncio class
+    sa_engine: sa.Engine  # the sync Engine (under an AsyncEngine too)
+    dialect: str
+    translator: Translator
+    limits: PoolLimits
+    pre_ping: bool
+    ping_budget: float
+    connect_timeout: float
+    open: OpenConnections
+    loggers: tuple[str | logging.Logger, ...]
+
+
+def isolation_option(dialect: str, level: IsolationLevel) -> str:
+    """SQLAlchemy's spelling of an isolation level on ``dialect``."""
+    if dialect == "sqlite":
+        # SQLite is always serializable; a stronger level than asked for is allowed by the standard.
+        return "READ UNCOMMITTED" if level == "read_uncommitted" else "SERIALIZABLE"
+    return _SA_ISOLATION[level]
+
+
+def build_engine(
+    url: DatabaseURL,
+    *,
+    is_async: bool,
+    pool_size: int,
+    max_overflow: int,
+    pool_timeout: float,
+    pool_recycle: float | None,
+    pool_pre_ping: bool,
+    pool_use_lifo: bool,
+    echo: bool,
+    connect_args: Mapping[str, Any] | None,
+    connect_timeout: float | None,
+    statement_timeout: float | None,
+    statement_deadline: float | None,
+    isolation_level: str | None,
+    engine_options: Mapping[str, Any] | None,
+    prepare_threshold: object,
+) -> EngineParts:
+    sa_url, server_settings = split_libpq_options(sqlalchemy_url(url, is_async=is_async))
+    if server_settings:
+        connect_args = {
+            **(connect_args or {}),
+            "server_settings": {**server_settings, **(connect_args or {}).get("server_settings", {})},
+        }
+    try:
+        driver = sa_url.get_driver_name()  # loads the dialect
+    except sa_exc.NoSuchModuleError:
+        raise _no_such_dialect(sa_url) from None
+    default_isolation = normalize_isolation(isolation_level)
+    args = engine_arguments(
+        url,
+        sa_url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout=pool_timeout,
+        pool_recycle=pool_recycle,
+        pool_pre_ping=pool_pre_ping,
+        pool_use_lifo=pool_use_lifo,
+        echo=echo,
+        connect_args=connect_args,
+        connect_timeout=connect_timeout,
+        statement_timeout=statement_timeout,
+        isolation_level=isolation_option(sa_url.get_backend_name(), default_isolation) if default_isolation else None,
+        engine_options=engine_options,
+    )
+    apply_prepare_threshold(args, driver, prepare_threshold)
+    deadline = resolve_statement_deadline(statement_timeout, statement_deadline)
+    bounded = deadline_connect_args(driver, deadline, is_async=is_async)
+    if bounded:  # the user's connect_args win
+        args["connect_args"] = {**bounded, **args.get("connect_args", {})}
+    engine = create_engine_checked(sa_url, args, is_async=is_async)
+    sync_engine: sa.Engine = engine.sync_engine if is_async else engine
+    install_listeners(sync_engine, statement_timeout=statement_timeout)
+    if "creator" not in (engine_options or {}):  # the user's own creator opens connections as it likes
+        install_deadline(sync_engine, deadline)
+    dialect = sync_engine.dialect
+    pool = sync_engine.pool
+    if isinstance(pool, QueuePool):
+        limits = PoolLimits(pool.size(), pool.size() + max_overflow, pool_timeout, pool.size(), max_overflow)
+    else:  # one shared connection (in-memory SQLite): it is never exhausted
+        limits = PoolLimits(1, 2**31, pool_timeout, 1, 0)
+    return EngineParts(
+        engine=engine,
+        sa_engine=sync_engine,
+        dialect=dialect.name,
+        translator=Translator(lexer_for(dialect.name), target_for(dialect.driver, dialect.paramstyle)),
+        limits=limits,
+        pre_ping=pool_pre_ping,
+        ping_budget=ping_budget(pool_timeout, connect_timeout, deadline),
+        connect_timeout=connect_timeout or 0.0,
+        open=OpenConnections(sync_engine),
+        loggers=tuple(_engine_loggers(sync_engine)),
+    )
+
+
+def _engine_loggers(engine: sa.Engine) -> list[logging.Logger | str]:
+    """The loggers an engine's records go to (its own, its pool's, its driver's), to scrub."""
+    found: list[logging.Logger | str] = []
+    for holder in (engine, engine.pool):
+        logger = getattr(holder, "logger", None)
+        logger = getattr(logger, "logger", logger)  # echo/logging_name wrap it in an InstanceLogger
+        if isinstance(logger, logging.Logger):
+            found.append(logger)
+    found += DRIVER_LOGGERS.get(engine.dialect.driver, ())
+    return found
+
+
+def describe_connection(sa_conn: sa.Connection) -> str:
+    """How a leak warning names a connection: its server pid when the driver tells (psycopg)."""
+    if sa_conn.closed or sa_conn.invalidated:
+        return "closed"
+    try:
+        driver = sa_conn.connection.driver_connection
+    except sa_exc.SQLAlchemyError:
+        return "closed"
+    pid = getattr(getattr(driver, "info", None), "backend_pid", None)
+    return f"server pid {pid}" if pid else type(driver).__name__
+
+
+def sync_connection(sa_conn: sa.Connection | AsyncConnection) -> sa.Connection:
+    """The sync ``Connection`` (under an ``AsyncConnection`` too)."""
+    if isinstance(sa_conn, sa.Connection):
+        return sa_conn
+    sync = sa_conn.sync_connection
+    if sync is None:
+        raise sa_exc.ResourceClosedError("the connection is not started or already closed")
+    return sync
+
+
+def _no_such_dialect(sa_url: sa.URL) -> ConfigurationError:
+    return ConfigurationError(
+        f"SQLAlchemy has no dialect or driver named {sa_url.drivername!r}; "
+        "check the URL scheme (e.g. postgresql+psycopg://, mysql+pymysql://, sqlite://)"
+    )
 
 
 def sqlalchemy_url(url: DatabaseURL, *, is_async: bool) -> sa.URL:
@@ -156,10 +356,7 @@ def create_engine_checked(sa_url: sa.URL, args: Mapping[str, Any], *, is_async: 
             return create_async_engine(sa_url, **args)
         engine = sa.create_engine(sa_url, **args)
     except sa_exc.NoSuchModuleError:
-        raise ConfigurationError(
-            f"SQLAlchemy has no dialect or driver named {sa_url.drivername!r}; "
-            "check the URL scheme (e.g. postgresql+psycopg://, mysql+pymysql://, sqlite://)"
-        ) from None
+        raise _no_such_dialect(sa_url) from None
     except ModuleNotFoundError as exc:
         raise ConfigurationError(
             f"the database driver for {sa_url.drivername}:// is not installed ({exc.name}); "

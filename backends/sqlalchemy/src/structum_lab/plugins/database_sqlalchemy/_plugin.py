@@ -36,7 +36,7 @@ def structum_database_connect(
     url: DatabaseURL, options: Mapping[str, Any], is_async: bool
 ) -> DatabaseInterface | AsyncDatabaseInterface:
     if is_async:
-        from ._async import AsyncSQLAlchemyDatabase
+        from ._database_async import AsyncSQLAlchemyDatabase
 
         return AsyncSQLAlchemyDatabase(url, **options)
     from ._database import SQLAlchemyDatabase

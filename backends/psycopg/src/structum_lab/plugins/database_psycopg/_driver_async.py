@@ -1,0 +1,501 @@
+"""The psycopg driver: psycopg 3 connections from a ``psycopg_pool`` pool, verb by verb.
+
+Checkout liveness, in the spirit of HikariCP: a connection used within the last
+``pre_ping_window`` seconds (0.5 s) is handed out after a zero-round-trip test (is its
+socket readable?); an older one is pinged (one round trip). A connection found dead
+clears the whole pool at once (``drain()``), so a server restart costs one failed ping,
+not one per stale connection with psycopg_pool's 1 s, 2 s, 4 s back-off between them.
+While the pool cannot connect, a checkout waits in short slices and reports the real
+connection error; a pool stuck in its reconnection back-off is replaced as soon as the
+server answers a connection of our own.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from time import monotonic
+from typing import Any, Final, cast
+
+import psycopg
+from psycopg import AsyncConnection, AsyncCursor, pq
+from psycopg.rows import tuple_row
+from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
+
+from structum_lab.plugins.database import IsolationLevel, PoolInfo, Row, TransactionError
+from structum_lab.plugins.database.kit import (
+    ASYNC,
+    DRIVER_LOGGERS,
+    AsyncBackground,
+    AsyncDriverBase,
+    Bound,
+    Features,
+    PoolExhausted,
+    PoolLimits,
+    Secrets,
+    log,
+    paused_gc,
+    round_trip_cap,
+    translate_error,
+)
+from structum_lab.plugins.database.kit_psycopg import AsyncPsycopgDeadline
+
+from ._pool import CLOSE_WAIT, COLD_RETRY, COLD_SLICE, COLD_VERIFY, TRANSLATOR, ConnectMonitor, psycopg_isolation, stamp
+from ._settings import PoolSettings
+
+__all__ = ["AsyncPsycopgDriver", "AsyncRaw"]
+
+AsyncRaw = AsyncConnection[Row]
+
+_IDLE = pq.TransactionStatus.IDLE
+_INTRANS = pq.TransactionStatus.INTRANS
+_INERROR = pq.TransactionStatus.INERROR
+_TUPLES_OK = pq.ExecStatus.TUPLES_OK
+_check_connection = AsyncConnectionPool.check_connection
+
+FEATURES: Final = Features(
+    returning=True,
+    copy=True,
+    server_side_cursors=True,
+    pipelining=True,
+    listen_notify=True,
+    transactional_ddl=True,
+    autocommit=True,
+    aborted_state=True,
+    detached_results=True,
+)
+
+
+class AsyncPsycopgRows:
+    """The rows of one statement on psycopg's client-side cursor (the whole result arrived
+    with the statement, so it stays readable after the connection is returned)."""
+
+    __slots__ = ("cursor",)
+
+    def __init__(self, cursor: AsyncCursor[Row]) -> None:
+        self.cursor = cursor
+
+    @property
+    def rowcount(self) -> int:
+        return self.cursor.rowcount
+
+    @property
+    def returns_rows(self) -> bool:
+        result = self.cursor.pgresult
+        return result is not None and result.status == _TUPLES_OK
+
+    def keys(self) -> list[str]:
+        description = self.cursor.description
+        return [column.name for column in description] if description else []
+
+    async def fetchone(self) -> Row | None:
+        return await self.cursor.fetchone()
+
+    async def fetchmany(self, size: int) -> list[Row]:
+        if size <= 0:
+            return []
+        cursor = self.cursor
+        with paused_gc(min(size, max(cursor.rowcount, 0))):
+            return await cursor.fetchmany(size)
+
+    async def fetchall(self) -> list[Row]:
+        cursor = self.cursor
+        with paused_gc(cursor.rowcount):
+            return await cursor.fetchall()
+
+    async def scalar(self) -> object:
+        cursor: Any = self.cursor
+        cursor.row_factory = tuple_row  # by position, not through the dict: two columns may share a name
+        values = await cursor.fetchone()
+        return None if values is None else values[0]
+
+
+def connection_class(
+    monitor: ConnectMonitor, isolation: IsolationLevel | None, deadline: float | None
+) -> type[AsyncRaw]:
+    """A ``psycopg`` connection subclass whose ``connect`` reports to ``monitor`` and whose
+    waits for the server give up after ``deadline`` seconds (core's ``kit_psycopg``)."""
+    level = psycopg_isolation(isolation)
+
+    class AsyncStructumConnection(AsyncPsycopgDeadline, AsyncConnection[Row]):
+        _sdb_deadline = deadline
+        _sdb_created: float
+        _sdb_used: float
+        _sdb_readable: Callable[[int], list[Any]]
+        _sdb_pool: Any
+
+        @classmethod
+        async def connect(cls, conninfo: str = "", **kwargs: Any) -> AsyncStructumConnection:
+            try:
+                conn = await super().connect(conninfo, **kwargs)
+            except Exception as exc:
+                monitor.failed(exc)
+                raise
+            if level is not None:
+                await conn.set_isolation_level(level)
+            stamp(conn)
+            monitor.succeeded()
+            return conn
+
+    return AsyncStructumConnection
+
+
+class AsyncPsycopgDriver(AsyncDriverBase[AsyncRaw]):
+    """PostgreSQL through psycopg 3 and psycopg_pool."""
+
+    features = FEATURES
+    errors = (psycopg.Error,)
+    translator = TRANSLATOR
+    loggers = DRIVER_LOGGERS["psycopg"]  # psycopg_pool logs connection errors as they are
+
+    def __init__(self, settings: PoolSettings, *, name: str, secrets: Secrets) -> None:
+        s = self.settings = settings
+        self._name = name
+        self._secrets = secrets
+        hint = f". This pool is sized with min_size={s.min_size} and max_size={s.max_size}: raise max_size"
+        self.limits = PoolLimits(
+            size=s.min_size,
+            max_size=s.max_size,
+            timeout=s.timeout,
+            pool_size=s.min_size,
+            max_overflow=s.max_size - s.min_size,
+            hint=hint if s.explicit_sizes else "",
+        )
+        self._timeout, self._pre_ping, self._window = s.timeout, s.pre_ping, s.pre_ping_window
+        self._default_isolation = psycopg_isolation(s.isolation)
+        self._monitor = ConnectMonitor()
+        self._conn_class = connection_class(self._monitor, s.isolation, s.statement_deadline)
+        self._closed = False
+        self._renew_lock = threading.Lock()
+        self._cleared_at = 0.0
+        self._server_tried = 0.0  # when the last background connection attempt of our own started
+        self._dead_found = 0  # connections that failed the checkout ping
+        self._tries = AsyncBackground()  # connection attempts, cancelled at close
+        self._chores = AsyncBackground()  # pools being closed, waited for at close
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> AsyncConnectionPool[AsyncRaw]:
+        s = self.settings
+        return AsyncConnectionPool(
+            s.conninfo,
+            connection_class=self._conn_class,
+            kwargs=s.kwargs,
+            min_size=s.min_size,
+            max_size=s.max_size,
+            open=False,  # sync: open=True,
+            name=f"structum-{self._name}",
+            timeout=s.timeout,
+            max_lifetime=s.max_lifetime,
+            max_idle=s.max_idle,
+            reconnect_timeout=s.reconnect_timeout,
+        )
+
+    @property
+    def pool(self) -> AsyncConnectionPool[AsyncRaw]:
+        return self._pool
+
+    # -- the pool ----------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await self._pool.open(wait=False)
+
+    async def close(self) -> None:
+        with self._renew_lock:
+            self._closed = True
+            pool = self._pool
+        self._tries.cancel()  # may be waiting connect_timeout on a silent server
+        await pool.close(timeout=CLOSE_WAIT)
+        await self._chores.wait()
+
+    def after_fork(self) -> object:
+        """A pool of its own for a forked child; the inherited one is returned, never closed."""
+        inherited = self._pool
+        self._renew_lock = threading.Lock()  # may have been held by another thread at fork time
+        self._cleared_at = self._server_tried = 0.0
+        self._dead_found = 0
+        self._tries.forget()
+        self._chores.forget()
+        if not self._closed:  # a pool closed before the fork stays closed
+            self._pool = self._new_pool()
+        return inherited
+
+    def pool_figures(self, checked_out: int) -> PoolInfo:
+        pool = self._pool
+        available, lost = 0, self._dead_found
+        if not pool.closed:
+            stats = pool.get_stats()
+            available = stats.get("pool_available", 0)
+            lost += stats.get("connections_lost", 0)
+        total = checked_out + available
+        low, high = self.settings.min_size, self.settings.max_size
+        return {
+            "checked_out": checked_out,
+            "available": available,
+            "total": total,
+            "overflow": max(0, total - low),
+            "size": low,
+            "max_size": high,
+            "min_size": low,
+            "connections_lost": lost,
+        }
+
+    @property
+    def pool_ready(self) -> bool:
+        return self._monitor.up
+
+    async def verify_server(self, budget: float) -> None:
+        conn = await self._conn_class.connect(self.settings.conninfo, **self._direct_kwargs(budget))
+        await conn.close()
+
+    # -- checkout ----------------------------------------------------------------------
+
+    def _stale(self, raw: Any) -> bool:
+        """Whether a connection needs a ping before it is handed out."""
+        return self._pre_ping and (monotonic() - raw._sdb_used > self._window or bool(raw._sdb_readable(0)))
+
+    async def acquire(self, *, ping: bool) -> AsyncRaw:
+        """The common case stays inline (one ``getconn``, the cheap liveness test); the rest
+        - a connection to ping, an outage, a closed pool - goes to ``_acquire``."""
+        timeout = self._timeout
+        deadline = monotonic() + timeout
+        try:
+            pool = self._pool
+            raw: Any = None
+            if self._monitor.up:
+                try:
+                    raw = await pool.getconn(timeout)
+                except PoolTimeout:
+                    if self._monitor.still_up():
+                        raise
+                except PoolClosed:
+                    self._check_open()
+            if raw is None:
+                raw = await self._acquire(deadline, ping)
+            elif ping or (self._pre_ping and (monotonic() - raw._sdb_used > self._window or raw._sdb_readable(0))):
+                raw = await self._acquire(deadline, ping, raw, pool)
+            else:
+                raw._sdb_pool = pool
+        except PoolTimeout as exc:
+            raise PoolExhausted from exc
+        return raw  # type: ignore[no-any-return]
+
+    async def _acquire(self, deadline: float, ping: bool, raw: Any = None, pool: Any = None) -> AsyncRaw:
+        """Get a connection (unless given one) and check it; retry past dead ones until ``deadline``."""
+        while True:
+            if raw is None:
+                if self._monitor.up:
+                    pool = self._pool
+                    try:
+                        raw = await pool.getconn(max(deadline - monotonic(), 0.001))
+                    except PoolTimeout:
+                        if self._monitor.still_up():
+                            raise
+                        continue  # the server went away while we waited: report that, not exhaustion
+                    except PoolClosed:
+                        self._check_open()
+                        continue
+                else:
+                    pool, raw = await self._acquire_cold(deadline)
+            if ping or self._stale(raw):
+                try:
+                    with round_trip_cap(self.settings.ping_budget):  # no answer in time: a dead connection
+                        await _check_connection(raw)
+                except Exception:
+                    await self._discard(raw, pool)
+                    raw = None
+                    continue
+                except BaseException:
+                    # Interrupted mid-ping: the connection's state is unknown; close it, return the slot.
+                    raw.pgconn.finish()
+                    if ASYNC:  # ASYNC
+                        self._chores.spawn(pool.putconn, raw)
+                    else:
+                        pool.putconn(raw)
+                    raise
+            raw._sdb_pool = pool
+            return raw  # type: ignore[no-any-return]
+
+    async def _acquire_cold(self, deadline: float) -> tuple[AsyncConnectionPool[AsyncRaw], AsyncRaw]:
+        """Checkout while the pool has not (re)connected: short waits, real errors, no back-off."""
+        verified = False
+        started = monotonic()
+        patience = min(COLD_VERIFY, (deadline - started) / 2)
+        while True:
+            pool = self._pool
+            monitor = self._monitor
+            now = monotonic()
+            if now >= deadline:
+                raise self._connect_error() from monitor.error
+            try:
+                wait = deadline - now if monitor.up else min(deadline - now, COLD_SLICE)
+                return pool, await pool.getconn(max(wait, 0.001))
+            except PoolTimeout:
+                if monitor.up and monotonic() >= deadline:
+                    raise
+            except PoolClosed:
+                self._check_open()
+                continue
+            if monitor.error is None:
+                if monotonic() - started >= patience:
+                    self._try_server_in_background(pool)
+                continue  # no outcome yet (first connection, or after a dead one): keep waiting
+            if verified:
+                raise self._connect_error() from monitor.error
+            # The pool's last attempt failed: ask the server directly, and restart a pool stuck
+            # in back-off.
+            await self.verify_server(deadline - monotonic())
+            await self._renew(pool)
+            verified = True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise TransactionError(f"database {self._name!r} has been shut down; create a new one", backend="psycopg")
+
+    def _connect_error(self) -> Exception:
+        """Why no connection could be had: the last connection error, or the deadline."""
+        error = self._monitor.error
+        if error is not None:
+            return translate_error(error, backend="psycopg", secrets=self._secrets, connecting=True)
+        s = self.settings
+        detail = f", connect_timeout={s.connect_timeout}" if s.connect_timeout else ""
+        return psycopg.OperationalError(f"no connection could be opened within {s.timeout:g} s (pool_timeout{detail})")
+
+    def _direct_kwargs(self, remaining: float) -> dict[str, Any]:
+        """Connect arguments for a one-off connection that must answer within ``remaining`` s."""
+        kwargs = dict(self.settings.kwargs)
+        limit = self.settings.connect_timeout
+        budget = max(2, int(remaining + 0.999))
+        kwargs["connect_timeout"] = min(limit, budget) if limit else budget
+        return kwargs
+
+    def _try_server_in_background(self, pool: AsyncConnectionPool[AsyncRaw]) -> None:
+        """The pool's attempts go unanswered (they may have started while the network was
+        down): try the server in the background, and renew the pool if it answers. The caller
+        keeps waiting on the pool, so a silent server still costs it only pool_timeout. At most
+        one attempt per COLD_RETRY seconds."""
+        with self._renew_lock:
+            now = monotonic()
+            if self._closed or now - self._server_tried < COLD_RETRY:
+                return
+            self._server_tried = now
+        self._tries.spawn(self._try_server, pool, name="structum-db-try-server")
+
+    async def _try_server(self, pool: AsyncConnectionPool[AsyncRaw]) -> None:
+        try:
+            # The plain class: its outcome must not reach the monitor before the pool is renewed.
+            budget = self.settings.connect_timeout or 10
+            conn = await AsyncConnection.connect(self.settings.conninfo, **self._direct_kwargs(budget))
+        except psycopg.Error:
+            log.debug("database %r: the server does not answer yet", self._name, exc_info=True)
+            return
+        await conn.close()
+        await self._renew(pool)
+
+    async def _renew(self, old: AsyncConnectionPool[AsyncRaw]) -> None:
+        """Replace a pool that is waiting out its reconnection back-off now that the server answers."""
+        with self._renew_lock:
+            if self._pool is not old or self._closed:
+                return
+            self._pool = new = self._new_pool()
+        await new.open(wait=False)
+        log.info("database %r: the server answers again; reopened the connection pool", self._name)
+        self._chores.spawn(old.close, 1.0, name="structum-pool-close")
+
+    async def _discard(self, raw: Any, pool: AsyncConnectionPool[AsyncRaw]) -> None:
+        """A connection failed its check: drop it, and every idle connection as old as it."""
+        self._dead_found += 1
+        self._monitor.suspect()
+        try:
+            await raw.close()
+            await pool.putconn(raw)
+        except Exception:
+            log.debug("error while discarding a dead connection", exc_info=True)
+        await self._clear_stale(pool, raw)
+
+    async def _clear_stale(self, pool: AsyncConnectionPool[AsyncRaw], raw: Any) -> None:
+        if raw._sdb_created <= self._cleared_at:
+            return  # the pool was already cleared after this connection was made
+        self._cleared_at = monotonic()
+        log.info("database %r: a pooled connection was dead; replacing the idle ones at once", self._name)
+        # psycopg_pool >= 3.3: drain() closes the idle connections and opens new ones;
+        # before that, check() tests the idle ones and replaces the dead.
+        clear: Any = getattr(pool, "drain", None) or pool.check
+        try:
+            await clear()
+        except Exception:
+            log.debug("error while clearing the pool", exc_info=True)
+
+    async def release(self, raw: AsyncRaw) -> None:
+        if raw.pgconn.transaction_status in (_INTRANS, _INERROR):
+            try:
+                await raw.rollback()
+            except psycopg.Error:
+                log.debug("rollback on release failed", exc_info=True)
+        conn: Any = raw
+        conn._sdb_used = monotonic()
+        broken = raw.broken
+        pool = conn._sdb_pool
+        try:
+            await pool.putconn(raw)
+        except Exception:
+            log.debug("error while returning a connection to the pool", exc_info=True)
+        if broken:
+            await self._clear_stale(pool, raw)
+
+    def describe(self, raw: AsyncRaw) -> str:
+        return "closed" if raw.closed else f"server pid {raw.info.backend_pid}"
+
+    def abandon(self, raw: AsyncRaw) -> None:
+        raw.pgconn.finish()
+
+    # -- transactions and statements ---------------------------------------------------
+
+    async def begin(self, raw: AsyncRaw, isolation: IsolationLevel | None, readonly: bool) -> None:
+        # psycopg sends BEGIN (with these options) before the first statement.
+        if isolation is not None:
+            await raw.set_isolation_level(psycopg_isolation(isolation))
+        if readonly:
+            await raw.set_read_only(True)
+
+    async def commit(self, raw: AsyncRaw) -> None:
+        await raw.commit()
+
+    async def rollback(self, raw: AsyncRaw) -> None:
+        await raw.rollback()
+
+    async def reset(self, raw: AsyncRaw) -> None:
+        if not raw.closed and raw.pgconn.transaction_status == _IDLE:
+            await raw.set_isolation_level(self._default_isolation)
+            await raw.set_read_only(None)
+
+    def transaction_failed(self, raw: AsyncRaw) -> bool:
+        return raw.pgconn.transaction_status == _INERROR
+
+    async def autocommit(self, raw: AsyncRaw, enabled: bool) -> None:
+        if enabled or not raw.closed:
+            await raw.set_autocommit(enabled)
+
+    async def command(self, raw: AsyncRaw, sql: str) -> None:
+        await raw.execute(sql, prepare=False)
+
+    async def rollback_to_savepoint(self, raw: AsyncRaw, name: str) -> None:
+        await self.command(raw, f"ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}")  # one round trip
+
+    async def execute(self, raw: AsyncRaw, sql: str, params: Bound) -> AsyncPsycopgRows:
+        cursor = raw.cursor()
+        if params is None:
+            await cursor.execute(sql)
+        else:
+            await cursor.execute(sql, params)
+        return AsyncPsycopgRows(cursor)
+
+    async def executemany(self, raw: AsyncRaw, sql: str, param_sets: Sequence[Bound]) -> int:
+        cursor = raw.cursor()
+        await cursor.executemany(sql, cast("Any", param_sets))
+        return cursor.rowcount
+
+    def unwrap_error(self, exc: BaseException, raw: AsyncRaw | None) -> tuple[BaseException, bool]:
+        return exc, raw is not None and raw.broken
+
+    def connection_lost(self) -> None:
+        self._monitor.suspect()  # the server may be restarting: checkouts wait for a fresh outcome

@@ -1,0 +1,141 @@
+"""The SQLAlchemy backend's database and connection classes: core's engine on a SQLAlchemy engine.
+
+The constructor builds the SQLAlchemy engine from the options and puts core's engine on
+it; the connection class adds SQLAlchemy's escape hatches and ORM sessions.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from asyncio import shield
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, cast
+
+from sqlalchemy.ext.asyncio import (  # sync: from sqlalchemy import Connection, Engine
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+)
+
+# sync-only: from sqlalchemy.orm import Session
+from structum_lab.plugins.database import ConfigurationError, DatabaseURL
+from structum_lab.plugins.database.kit import ASYNC, AsyncEngineConnection, AsyncEngineDatabase
+
+from ._driver_async import AsyncSQLAlchemyDriver
+from ._engine import build_engine
+
+__all__ = ["AsyncSQLAlchemyConnection", "AsyncSQLAlchemyDatabase"]
+
+
+class AsyncSQLAlchemyConnection(AsyncEngineConnection[AsyncConnection]):
+    """A pooled SQLAlchemy connection inside a transaction."""
+
+    __slots__ = ()
+
+    @property
+    def sqlalchemy_connection(self) -> AsyncConnection:
+        """The underlying SQLAlchemy connection, inside the same transaction (for Core constructs)."""
+        return self._live()
+
+    def session(self) -> AsyncSession:
+        """An ORM session joined to this connection's transaction.
+
+        ``session.commit()`` inside only releases a savepoint; the enclosing
+        ``transaction()`` decides. Close it (``with conn.session() as s:``) when done.
+        """
+        return AsyncSession(bind=self._live(), join_transaction_mode="create_savepoint")
+
+
+class AsyncSQLAlchemyDatabase(AsyncEngineDatabase[AsyncSQLAlchemyConnection]):
+    """A database on a SQLAlchemy engine: SQLite, PostgreSQL, MySQL/MariaDB and more.
+
+    ``url`` is any SQLAlchemy URL; a bare ``postgresql://`` uses psycopg 3 and a bare
+    ``mysql://`` PyMySQL (the asyncio class: psycopg 3 in async mode, aiomysql, aiosqlite
+    for ``sqlite://``). The pool options are SQLAlchemy's, with the same names.
+    """
+
+    backend_name = "sqlalchemy"
+
+    def __init__(
+        self,
+        url: str | DatabaseURL,
+        *,
+        pool_size: int = 5,
+        max_overflow: int = 10,
+        pool_timeout: float = 30.0,
+        pool_recycle: float | None = None,
+        pool_pre_ping: bool = True,
+        pool_use_lifo: bool = False,
+        echo: bool = False,
+        connect_args: Mapping[str, Any] | None = None,
+        connect_timeout: float | None = 10.0,
+        statement_timeout: float | None = None,
+        statement_deadline: float | None = None,
+        isolation_level: str | None = None,
+        health_check_timeout: float = 5.0,
+        health_degraded_ms: float = 1000.0,
+        name: str | None = None,
+        engine_options: Mapping[str, Any] | None = None,
+        prepare_threshold: int | str | None = 5,
+    ) -> None:
+        if ASYNC:  # ASYNC  # noqa: SIM102 - the test alone goes into the sync class
+            if importlib.util.find_spec("greenlet") is None:
+                raise ConfigurationError(
+                    'AsyncSQLAlchemyDatabase needs greenlet: pip install "structum-database-sqlalchemy[asyncio]"'
+                )
+        parsed = self._setup(
+            url,
+            name=name,
+            connect_args=connect_args,
+            health_check_timeout=health_check_timeout,
+            health_degraded_ms=health_degraded_ms,
+        )
+        parts = build_engine(
+            parsed,
+            is_async=self.is_async,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_timeout=pool_timeout,
+            pool_recycle=pool_recycle,
+            pool_pre_ping=pool_pre_ping,
+            pool_use_lifo=pool_use_lifo,
+            echo=echo,
+            connect_args=connect_args,
+            connect_timeout=connect_timeout,
+            statement_timeout=statement_timeout,
+            statement_deadline=statement_deadline,
+            isolation_level=isolation_level,
+            engine_options=engine_options,
+            prepare_threshold=prepare_threshold,
+        )
+        self._engine_parts = parts
+        self._attach(AsyncSQLAlchemyDriver(parts), AsyncSQLAlchemyConnection, echo=echo)
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The SQLAlchemy engine (for Alembic, ``MetaData.create_all`` and Core)."""
+        return cast("AsyncEngine", self._engine_parts.engine)
+
+    @asynccontextmanager
+    async def get_session(self, **session_options: Any) -> AsyncIterator[AsyncSession]:
+        """An ORM session, closed when the block ends and rolled back if it raises.
+
+        Inside an open ``transaction()`` the session joins it (commits become savepoints).
+        """
+        engine = self._engine
+        current = engine.scope.current()
+        if current is not None:
+            async with cast("AsyncSQLAlchemyConnection", current).session() as joined:
+                yield joined
+            return
+        raw = await engine.checkout()
+        try:
+            async with AsyncSession(bind=raw, **session_options) as session:
+                try:
+                    yield session
+                except BaseException:
+                    await session.rollback()
+                    raise
+        finally:
+            await shield(engine.release(raw))

@@ -1,0 +1,313 @@
+"""The SQLAlchemy driver: connections of a SQLAlchemy engine, verb by verb.
+
+SQL goes to the DB-API driver through ``Connection.exec_driver_sql`` after core's cached
+translation of the placeholders: it skips SQLAlchemy's statement compilation (so it is
+cheaper than ``text()``) and it never mistakes ``':x'`` in a literal for a parameter.
+Rows are read straight from the DB-API cursor into core ``Row`` dicts (SQLAlchemy's
+asyncio results are buffered, so reading them needs no ``await`` underneath).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncConnection  # sync: from sqlalchemy import Connection
+from sqlalchemy.pool import QueuePool
+
+from structum_lab.plugins.database import ConfigurationError, IsolationLevel, ParameterError, PoolInfo, Row
+from structum_lab.plugins.database.kit import (
+    ASYNC,
+    AsyncDriverBase,
+    Bound,
+    Features,
+    PoolExhausted,
+    log,
+    paused_gc,
+    round_trip_cap,
+)
+
+from ._engine import EngineParts, SQLAlchemyPoolTimeoutError, describe_connection, isolation_option, sync_connection
+
+__all__ = ["AsyncSQLAlchemyDriver"]
+
+_NO_PARAMS: Final = {"no_parameters": True}
+_PQ_INERROR: Final = 3  # libpq's PQTRANS_INERROR
+
+
+class AsyncSQLAlchemyRows:
+    """The rows of one statement, from the DB-API cursor under SQLAlchemy's result."""
+
+    __slots__ = ("_cursor", "_keys", "_result", "returns_rows", "rowcount")
+
+    def __init__(self, result: sa.CursorResult[Any]) -> None:
+        self._result = result
+        cursor: Any = result.cursor
+        description = cursor.description if cursor is not None else None
+        # No description: DML without RETURNING (SQLAlchemy has already closed the cursor).
+        self._keys: list[str] = [d[0] for d in description] if description else []
+        self.returns_rows = description is not None
+        self._cursor = cursor if description is not None else None
+        self.rowcount: int = cursor.rowcount if cursor is not None else result.rowcount
+
+    def keys(self) -> list[str]:
+        return list(self._keys)
+
+    def _cursor_or_end(self) -> Any:
+        cursor = self._cursor
+        if cursor is None and not self.returns_rows:
+            raise sa_exc.ResourceClosedError("This result object does not return rows.")
+        return cursor
+
+    def _exhausted(self) -> None:
+        # Later fetches answer "no more rows"; the cursor (and SQLite's read lock) goes now.
+        self._cursor = None
+        self._result.close()
+
+    async def fetchone(self) -> Row | None:
+        cursor = self._cursor_or_end()
+        values = cursor.fetchone() if cursor is not None else None
+        if values is None:
+            if cursor is not None:
+                self._exhausted()
+            return None
+        return Row(zip(self._keys, values, strict=True))
+
+    async def fetchmany(self, size: int) -> list[Row]:
+        cursor = self._cursor_or_end()
+        if cursor is None or size <= 0:
+            return []
+        batch = cursor.fetchmany(size)
+        if not batch:
+            self._exhausted()
+        keys = self._keys
+        with paused_gc(len(batch)):
+            return [Row(zip(keys, values, strict=False)) for values in batch]  # one value per key
+
+    async def fetchall(self) -> list[Row]:
+        cursor = self._cursor_or_end()
+        if cursor is None:
+            return []
+        batch = cursor.fetchall()
+        self._exhausted()
+        keys = self._keys
+        with paused_gc(len(batch)):
+            return [Row(zip(keys, values, strict=False)) for values in batch]  # one value per key
+
+    async def scalar(self) -> object:
+        cursor = self._cursor_or_end()
+        values = cursor.fetchone() if cursor is not None else None
+        if cursor is not None:
+            self._exhausted()
+        return None if values is None else values[0]
+
+
+def reset_driver_transaction(sa_conn: sa.Connection) -> None:
+    """Roll back at the driver after a failed COMMIT.
+
+    SQLAlchemy then considers the transaction finished and its pool skips the rollback
+    on return, but the driver may still be inside it (SQLite keeps the transaction and
+    its locks after SQLITE_BUSY on COMMIT). A connection that cannot even roll back is
+    invalidated rather than pooled.
+    """
+    try:
+        dbapi_connection = sa_conn.connection.dbapi_connection
+        if dbapi_connection is not None:
+            dbapi_connection.rollback()
+    except Exception:
+        sa_conn.invalidate()
+
+
+def _ping(sa_conn: sa.Connection) -> None:
+    """The dialect's own cheapest round trip (``SELECT 1``, or ``... FROM DUAL`` on Oracle)."""
+    dbapi_connection = sa_conn.connection.dbapi_connection
+    if dbapi_connection is not None:
+        sa_conn.dialect.do_ping(dbapi_connection)
+
+
+class AsyncSQLAlchemyDriver(AsyncDriverBase[AsyncConnection]):
+    """Any database SQLAlchemy has a dialect for."""
+
+    errors = (sa_exc.SQLAlchemyError, OSError, TypeError, ValueError)
+    pool_timeout_error = SQLAlchemyPoolTimeoutError
+
+    def __init__(self, parts: EngineParts) -> None:
+        self.parts = parts
+        self._engine = parts.engine
+        self._dialect = dialect = parts.dialect
+        self.translator = parts.translator
+        self.limits = parts.limits
+        self.loggers = parts.loggers
+        postgres = dialect == "postgresql"
+        self.features = Features(
+            returning=dialect in ("postgresql", "sqlite", "mariadb", "oracle", "mssql"),
+            transactional_ddl=dialect in ("postgresql", "sqlite", "mssql"),
+            autocommit=postgres,
+            aborted_state=postgres and parts.sa_engine.dialect.driver.startswith("psycopg"),
+            logs_sql=True,
+        )
+        # Every connection lent out, until it is returned. A Connection sits in a reference
+        # cycle (with its transaction), so a forgotten one is freed by the cyclic collector,
+        # which runs SQLAlchemy's weakref rescue *before* our wrapper's __del__: the
+        # connection would be returned twice (the second time under another user). Held
+        # here, it stays reachable, and only the wrapper's __del__ returns it.
+        self._lent: set[AsyncConnection] = set()
+
+    @property
+    def engine(self) -> Any:
+        return self._engine
+
+    # -- the pool ----------------------------------------------------------------------
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    def after_fork(self) -> object:
+        """SQLAlchemy's documented recipe (``dispose(close=False)``): a pool of its own,
+        leaving the parent's connections open and unused."""
+        engine = self.parts.sa_engine
+        inherited = engine.pool
+        engine.dispose(close=False)
+        self._lent = set()
+        return inherited
+
+    def pool_figures(self, checked_out: int) -> PoolInfo:
+        pool = self.parts.sa_engine.pool
+        if not isinstance(pool, QueuePool):  # StaticPool (in-memory SQLite): one shared connection
+            return {"checked_out": checked_out, "available": int(not checked_out), "total": 1, "overflow": 0,
+                    "size": 1, "max_size": 1}  # fmt: skip
+        size = pool.size()
+        out = pool.checkedout()
+        # Not checkedin(): it also counts slots whose connection was closed (invalidated after
+        # an error or a cancellation) and is only reopened at its next checkout.
+        total = max(self.parts.open.count, out)
+        return {
+            "checked_out": out,
+            "available": total - out,
+            "total": total,
+            # QueuePool counts overflow from -size; only connections above size are overflow.
+            "overflow": max(0, pool.overflow()),
+            "size": size,
+            "max_size": self.limits.max_size,
+        }
+
+    async def acquire(self, *, ping: bool) -> AsyncConnection:
+        try:
+            with round_trip_cap(self.parts.ping_budget):  # the pre-ping: no answer in time, a dead connection
+                sa_conn: AsyncConnection = await self._engine.connect()
+        except sa_exc.TimeoutError as exc:
+            raise PoolExhausted from exc
+        except (sa_exc.DBAPIError, OSError) as exc:  # asyncpg raises OSError when it cannot connect
+            orig = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
+            if isinstance(orig, TimeoutError) and not str(orig):  # asyncpg's says nothing
+                raise TimeoutError(f"no answer within connect_timeout={self.parts.connect_timeout:g} s") from exc
+            raise
+        except (TypeError, ValueError) as exc:
+            # The driver's connect() refused an argument (URL query or connect_args): a
+            # configuration mistake, not a connection failure.
+            raise ConfigurationError(
+                f"the {self._dialect} driver refused the connection arguments (URL query parameters or "
+                f"connect_args): {type(exc).__name__}: {exc}",
+                backend="sqlalchemy",
+            ) from None
+        self._lent.add(sa_conn)
+        if ping and not self.parts.pre_ping:  # with pre-ping on, connect() made the round trip
+            try:
+                if ASYNC:  # ASYNC
+                    await sa_conn.run_sync(_ping)
+                else:
+                    _ping(sa_conn)  # type: ignore[arg-type]
+            except BaseException:
+                await self.release(sa_conn)
+                raise
+        return sa_conn
+
+    async def release(self, raw: AsyncConnection) -> None:
+        self._lent.discard(raw)
+        try:
+            await raw.close()
+        except sa_exc.DBAPIError:
+            log.debug("error while returning a connection to the pool", exc_info=True)
+
+    def describe(self, raw: AsyncConnection) -> str:
+        return describe_connection(sync_connection(raw))
+
+    def abandon(self, raw: AsyncConnection) -> None:
+        self._lent.discard(raw)
+
+    # -- transactions and statements ---------------------------------------------------
+
+    async def begin(self, raw: AsyncConnection, isolation: IsolationLevel | None, readonly: bool) -> None:
+        dialect = self._dialect
+        if isolation is not None:
+            await raw.execution_options(isolation_level=isolation_option(dialect, isolation))
+        if readonly and dialect == "postgresql":
+            await raw.execution_options(postgresql_readonly=True)  # the driver's read-only flag
+        await raw.begin()
+        if readonly and dialect == "sqlite":
+            await raw.exec_driver_sql("PRAGMA query_only = 1")
+        elif readonly and dialect != "postgresql":
+            await raw.exec_driver_sql("SET TRANSACTION READ ONLY")
+
+    async def commit(self, raw: AsyncConnection) -> None:
+        await raw.commit()
+
+    async def rollback(self, raw: AsyncConnection) -> None:
+        if raw.in_transaction():
+            await raw.rollback()
+            return
+        # A failed COMMIT ended SQLAlchemy's transaction, not necessarily the driver's.
+        if ASYNC:  # ASYNC
+            await raw.run_sync(reset_driver_transaction)
+        else:
+            reset_driver_transaction(raw)  # type: ignore[arg-type]
+
+    async def reset(self, raw: AsyncConnection) -> None:
+        # Isolation and the PostgreSQL read-only flag are reset by SQLAlchemy when the
+        # connection goes back to the pool; SQLite's pragma is ours to undo.
+        if self._dialect == "sqlite" and not raw.invalidated:
+            await raw.exec_driver_sql("PRAGMA query_only = 0")
+
+    def transaction_failed(self, raw: AsyncConnection) -> bool:
+        """PostgreSQL aborted the transaction (only psycopg exposes the state)."""
+        if not self.features.aborted_state or raw.invalidated:
+            return False
+        driver = sync_connection(raw).connection.driver_connection
+        status = getattr(getattr(driver, "info", None), "transaction_status", None)
+        return status is not None and int(status) == _PQ_INERROR
+
+    async def autocommit(self, raw: AsyncConnection, enabled: bool) -> None:
+        # Turning it off again is SQLAlchemy's: it restores the level when the connection is returned.
+        if enabled:
+            await raw.execution_options(isolation_level="AUTOCOMMIT")
+
+    async def command(self, raw: AsyncConnection, sql: str) -> None:
+        await raw.exec_driver_sql(sql, execution_options=_NO_PARAMS)
+
+    async def execute(self, raw: AsyncConnection, sql: str, params: Bound) -> AsyncSQLAlchemyRows:
+        if params is None:
+            result = await raw.exec_driver_sql(sql, execution_options=_NO_PARAMS)
+        elif type(params) is list:
+            # SQLAlchemy reads a list as many parameter sets (executemany); one set is a tuple.
+            result = await raw.exec_driver_sql(sql, tuple(params))
+        else:
+            result = await raw.exec_driver_sql(sql, params)
+        return AsyncSQLAlchemyRows(result)
+
+    async def executemany(self, raw: AsyncConnection, sql: str, param_sets: Sequence[Bound]) -> int:
+        batch: Any = [tuple(b) if type(b) is list else b for b in param_sets]
+        result = await raw.exec_driver_sql(sql, batch)
+        return result.rowcount
+
+    def unwrap_error(self, exc: BaseException, raw: AsyncConnection | None) -> tuple[BaseException, bool]:
+        if isinstance(exc, sa_exc.DBAPIError):
+            return (exc.orig if exc.orig is not None else exc), bool(exc.connection_invalidated)
+        if isinstance(exc, sa_exc.StatementError):
+            return exc.orig or exc, False
+        if isinstance(exc, sa_exc.ArgumentError):
+            return ParameterError(str(exc), backend="sqlalchemy"), False
+        if isinstance(exc, TypeError | ValueError):  # the driver cannot send a value (PyMySQL raises these)
+            return ParameterError(f"the driver cannot send these parameters: {exc}", backend="sqlalchemy"), False
+        return exc, False

@@ -1,0 +1,285 @@
+"""The driver contract: the verbs a backend supplies to the engine, verb by verb.
+
+The engine (``_engine/``) owns the behaviour users see: transaction rules, nesting and
+savepoints, checkout accounting, health, shutdown, fork and leak handling, observer
+events, error translation and secret masking. A backend supplies a *driver*: an object
+with the verbs below, in the manner of SQLAlchemy's ``Dialect`` (``do_begin``,
+``do_commit``, ``do_ping``, ``is_disconnect``) and Django's ``DatabaseWrapper``. Most
+verbs have a default in :class:`AsyncDriverBase`; a driver overrides what its driver
+library does differently.
+
+``RawT`` is the driver's own connection object (a psycopg connection, a SQLAlchemy
+``Connection``, ...); the engine never looks inside it, it only hands it back. The asyncio
+names (``AsyncDriver``...) have sync twins without the prefix (``Driver``...).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+
+from .errors import ConfigurationError, PoolTimeoutError
+from .features import Features, PoolLimits
+from .protocols import IsolationLevel, PoolInfo
+from .rows import Row
+
+if TYPE_CHECKING:
+    from .._engine.params import Bound, Translator
+
+__all__ = ["AsyncDriver", "AsyncDriverBase", "AsyncRows", "RawT"]
+
+#: The driver's connection object, opaque to the engine.
+RawT = TypeVar("RawT")
+
+
+class AsyncRows(Protocol):
+    """What ``execute()`` returns: the rows of one statement, as core :class:`Row` dicts.
+
+    A fetch past the last row gives ``None`` / ``[]``. The engine checks nothing before a
+    fetch; when one fails it asks :attr:`returns_rows` to tell "this statement returns
+    no rows" (``INSERT`` without ``RETURNING``) from a real error.
+    """
+
+    @property
+    def rowcount(self) -> int:
+        """Rows affected (or returned, when the driver knows); -1 if unknown."""
+        ...
+
+    @property
+    def returns_rows(self) -> bool: ...
+
+    def keys(self) -> list[str]:
+        """Column names in select-list order (``[]`` for a statement without rows)."""
+        ...
+
+    async def fetchone(self) -> Row | None: ...
+    async def fetchmany(self, size: int) -> list[Row]: ...
+    async def fetchall(self) -> list[Row]: ...
+
+    async def scalar(self) -> object:
+        """The first column of the next row, by position (``None`` without a row)."""
+        ...
+
+
+class AsyncDriver(Protocol[RawT]):
+    """The verbs the engine calls; see :class:`AsyncDriverBase` for the defaults.
+
+    Errors: a verb raises its driver's own exceptions (those in :attr:`errors`), and the
+    engine translates them with :meth:`unwrap_error`; a verb may also raise a core
+    :class:`DatabaseError` itself, which passes unchanged.
+    """
+
+    @property
+    def features(self) -> Features:
+        """Capability flags; the engine and the conformance tests read them."""
+        ...
+
+    @property
+    def limits(self) -> PoolLimits:
+        """Pool sizes as configured, for the exhaustion message and the health check."""
+        ...
+
+    @property
+    def errors(self) -> tuple[type[BaseException], ...]:
+        """The exceptions the engine catches around these verbs and translates."""
+        ...
+
+    @property
+    def translator(self) -> Translator:
+        """Rewrites ``:name`` (and the other accepted styles) into the driver's paramstyle."""
+        ...
+
+    @property
+    def pool_timeout_error(self) -> type[PoolTimeoutError]:
+        """The class raised when the pool is exhausted (a :class:`PoolTimeoutError`)."""
+        ...
+
+    @property
+    def loggers(self) -> Sequence[str | logging.Logger]:
+        """Loggers the driver writes to; the engine masks the database's secrets in them."""
+        ...
+
+    # -- the pool ----------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Start the pool (called once, before the first checkout). Must not wait for a server."""
+        ...
+
+    async def close(self) -> None:
+        """Close the pool and its idle connections; connections still lent are closed on return."""
+        ...
+
+    def after_fork(self) -> object:
+        """In a forked child: start over with a pool of its own, leaving the parent's
+        connections untouched, and return the inherited pool (core keeps it referenced
+        and never closes it). The engine calls :meth:`open` again before the next checkout."""
+        ...
+
+    def pool_figures(self, checked_out: int) -> PoolInfo:
+        """``available``, ``total``, ``overflow``, ``size``, ``max_size`` (and optionally
+        ``min_size``, ``checked_out``, and ``connections_lost`` counted by the pool itself);
+        ``checked_out`` is the engine's own count of lent connections."""
+        ...
+
+    @property
+    def pool_ready(self) -> bool:
+        """False while the pool has no working connection (starting, or the server was just
+        lost): the health check then asks :meth:`verify_server` instead of waiting on the pool."""
+        ...
+
+    async def verify_server(self, budget: float) -> None:
+        """Open one connection outside the pool within ``budget`` seconds and close it."""
+        ...
+
+    async def acquire(self, *, ping: bool) -> RawT:
+        """A live connection, within the pool timeout; raise :class:`PoolExhausted` when none
+        became free. ``ping``: the caller (a health check) needs proof of life, so make a
+        round trip on it even if the connection was used a moment ago."""
+        ...
+
+    async def release(self, raw: RawT) -> None:
+        """Give a connection back: roll back anything open, return it to the pool (or discard
+        it if it is broken). Never raises."""
+        ...
+
+    def describe(self, raw: RawT) -> str:
+        """How a leak warning names a connection (``"server pid 4242"``)."""
+        ...
+
+    def abandon(self, raw: RawT) -> None:
+        """Drop a connection whose event loop is gone (a leaked async connection): close its
+        socket without I/O on the loop."""
+        ...
+
+    # -- transactions ------------------------------------------------------------------
+
+    async def begin(self, raw: RawT, isolation: IsolationLevel | None, readonly: bool) -> None:
+        """Start a transaction, with its isolation level and read-only mode when given."""
+        ...
+
+    async def commit(self, raw: RawT) -> None:
+        """COMMIT. On failure raise; the engine then calls :meth:`rollback` to leave the
+        connection clean."""
+        ...
+
+    async def rollback(self, raw: RawT) -> None:
+        """ROLLBACK whatever is open, including a transaction whose COMMIT failed."""
+        ...
+
+    async def reset(self, raw: RawT) -> None:
+        """After a transaction that set isolation or read-only: restore the defaults."""
+        ...
+
+    def transaction_failed(self, raw: RawT) -> bool:
+        """Whether the server has aborted the open transaction (``features.aborted_state``)."""
+        ...
+
+    async def autocommit(self, raw: RawT, enabled: bool) -> None:
+        """Switch autocommit (``features.autocommit``) for one statement outside a transaction."""
+        ...
+
+    async def command(self, raw: RawT, sql: str) -> None:
+        """Run SQL without parameters and discard any result (savepoints, ``SET``)."""
+        ...
+
+    async def savepoint(self, raw: RawT, name: str) -> None: ...
+    async def release_savepoint(self, raw: RawT, name: str) -> None: ...
+    async def rollback_to_savepoint(self, raw: RawT, name: str) -> None:
+        """Roll back to the savepoint and release it."""
+        ...
+
+    # -- statements --------------------------------------------------------------------
+
+    async def execute(self, raw: RawT, sql: str, params: Bound) -> AsyncRows:
+        """Run one translated statement; ``params`` is None when the SQL has no placeholders
+        (then no ``%`` may be parsed)."""
+        ...
+
+    async def executemany(self, raw: RawT, sql: str, param_sets: Sequence[Bound]) -> int:
+        """Run one statement per parameter set (a batch of at most ``EXECUTEMANY_BATCH``);
+        return the rows affected, -1 if unknown."""
+        ...
+
+    # -- errors ------------------------------------------------------------------------
+
+    def unwrap_error(self, exc: BaseException, raw: RawT | None) -> tuple[BaseException, bool]:
+        """The exception to classify (the DB-API error under a wrapper) and whether the
+        connection is now dead (``is_disconnect``)."""
+        ...
+
+    def connection_lost(self) -> None:
+        """A connection died in use: the server may be restarting (the pool may want to check)."""
+        ...
+
+
+class AsyncDriverBase(Generic[RawT]):
+    """Defaults for the verbs of :class:`AsyncDriver`; subclass it and override.
+
+    Required: :meth:`acquire`, :meth:`release`, :meth:`commit`, :meth:`rollback`,
+    :meth:`command`, :meth:`execute`, :meth:`executemany`, :meth:`pool_figures`, and
+    the attributes ``features``, ``limits``, ``errors``, ``translator``.
+    """
+
+    features: Features = Features()
+    limits: PoolLimits
+    errors: tuple[type[BaseException], ...]
+    translator: Translator
+    pool_timeout_error: type[PoolTimeoutError] = PoolTimeoutError
+    loggers: Sequence[str | logging.Logger] = ()
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def after_fork(self) -> object:
+        return None
+
+    @property
+    def pool_ready(self) -> bool:
+        return True
+
+    async def verify_server(self, budget: float) -> None:
+        raise ConfigurationError(f"{type(self).__name__} cannot open a connection outside its pool")
+
+    def describe(self, raw: RawT) -> str:
+        return type(raw).__name__
+
+    def abandon(self, raw: RawT) -> None:
+        return None
+
+    async def begin(self, raw: RawT, isolation: IsolationLevel | None, readonly: bool) -> None:
+        """DB-API drivers begin implicitly; isolation and read-only need a driver's own verb."""
+        if isolation is not None or readonly:
+            raise ConfigurationError(f"{type(self).__name__} does not support isolation levels or read-only mode")
+
+    async def reset(self, raw: RawT) -> None:
+        return None
+
+    def transaction_failed(self, raw: RawT) -> bool:
+        return False
+
+    async def autocommit(self, raw: RawT, enabled: bool) -> None:
+        raise ConfigurationError(f"{type(self).__name__} has no autocommit mode (features.autocommit is False)")
+
+    async def command(self, raw: RawT, sql: str) -> None:
+        raise NotImplementedError
+
+    async def savepoint(self, raw: RawT, name: str) -> None:
+        await self.command(raw, f"SAVEPOINT {name}")
+
+    async def release_savepoint(self, raw: RawT, name: str) -> None:
+        await self.command(raw, f"RELEASE SAVEPOINT {name}")
+
+    async def rollback_to_savepoint(self, raw: RawT, name: str) -> None:
+        # Two statements: not every driver takes several in one call (sqlite3, PyMySQL).
+        await self.command(raw, f"ROLLBACK TO SAVEPOINT {name}")
+        await self.command(raw, f"RELEASE SAVEPOINT {name}")
+
+    def unwrap_error(self, exc: BaseException, raw: RawT | None) -> tuple[BaseException, bool]:
+        return exc, False
+
+    def connection_lost(self) -> None:
+        return None

@@ -1,0 +1,277 @@
+"""Connections, savepoints and transaction blocks: the rules of docs/transactions.md, once.
+
+* ``db.transaction()`` checks out a connection, begins, and commits when its block ends
+  (rolls back on any exception, cancellation included); called inside an open
+  transaction of the same thread or task it becomes a SAVEPOINT of that one.
+* A connection whose block ended (or that was closed) refuses to run anything.
+* A connection dropped without ``close()`` is handed to the reaper, never rolled back
+  inside the finalizer.
+* Clean-up after an error runs shielded from a second cancellation, so a pooled
+  connection is never lost.
+"""
+
+from __future__ import annotations
+
+import time
+from asyncio import AbstractEventLoop, get_running_loop, shield
+from collections.abc import Iterable
+from typing import Any, ClassVar, Generic, TypeVar, cast
+
+from .._contract.driver_async import RawT
+from .._contract.errors import ProgrammingError, TransactionError
+from .._contract.protocols import IsolationLevel, Params
+from .._contract.rows import Row
+from . import leaks
+from .core_async import AsyncEngine
+from .deadline import executemany_batches
+from .flavour import ASYNC
+from .logs import SQL_LOG, log
+from .messages import CONNECTION_ENDED, NESTED_OPTIONS, NOTHING_EXECUTED
+from .result_async import AsyncEngineResult
+
+__all__ = ["AsyncEngineConnection", "AsyncSavepoint", "AsyncTransactionBlock", "ConnT"]
+
+_epoch = leaks.epoch
+
+
+class AsyncEngineConnection(Generic[RawT]):
+    """A pooled connection inside a transaction.
+
+    Not safe to share between tasks: use one per task (each ``db.transaction()`` gives its
+    caller its own).
+    """
+
+    __slots__ = ("_depth", "_engine", "_epoch", "_last", "_loop", "_raw")
+
+    #: The result class ``execute()`` returns (a backend may add escape hatches to it).
+    result_class: ClassVar[type[AsyncEngineResult]] = AsyncEngineResult
+
+    def __init__(self, engine: AsyncEngine[RawT], raw: RawT) -> None:
+        self._engine = engine
+        self._raw: RawT | None = raw
+        self._last: AsyncEngineResult | None = None
+        self._depth = 0
+        self._epoch = _epoch()
+        self._loop: AbstractEventLoop | None
+        if ASYNC:  # ASYNC
+            self._loop = get_running_loop()  # where the connection must be returned if it leaks
+        else:
+            self._loop = None
+
+    def __del__(self, _reclaim_later: Any = leaks.reclaim_later) -> None:
+        # Dropped while still open (get_connection() without close()): the reaper thread
+        # rolls back and returns the connection; a finalizer itself must not block or lock.
+        raw = self._raw
+        if raw is not None:
+            self._raw = None
+            _reclaim_later(self._epoch, self._engine.reclaim, raw, self._loop)
+
+    def _live(self) -> RawT:
+        raw = self._raw
+        if raw is None:
+            raise TransactionError(CONNECTION_ENDED, backend=self._engine.backend)
+        return raw
+
+    @property
+    def closed(self) -> bool:
+        return self._raw is None
+
+    # -- statements ----------------------------------------------------------------------
+
+    async def execute(self, sql: str, params: Params = None) -> AsyncEngineResult:
+        """Run one statement: ``:name`` placeholders with a dict (``%s``/``$1`` with a tuple
+        where the driver has a positional style)."""
+        raw = self._raw
+        if raw is None:
+            raise TransactionError(CONNECTION_ENDED, backend=self._engine.backend)
+        engine = self._engine
+        query, bound = engine.translator(sql, params)
+        try:
+            rows = await engine.driver.execute(raw, query, bound)
+        except engine.errors as exc:
+            raise engine.translate(exc, raw) from exc
+        if engine.echo:
+            SQL_LOG.info("%s %r", query, bound)
+        self._last = result = self.result_class(rows, engine)
+        return result
+
+    async def executemany(self, sql: str, params_seq: Iterable[Params]) -> int:
+        """One statement for each parameter set, in batches; returns the rows affected (-1 if unknown)."""
+        raw = self._live()
+        engine = self._engine
+        statement = engine.translator.prepare(sql)
+        batch = statement.bind_many(params_seq)
+        if not batch:
+            return 0
+        total = 0
+        try:
+            for chunk in executemany_batches(batch):  # each a round trip under statement_deadline
+                count = await engine.driver.executemany(raw, statement.sql, chunk)
+                total = total + count if total >= 0 and count >= 0 else -1
+        except engine.errors as exc:
+            raise engine.translate(exc, raw) from exc
+        return total
+
+    def _last_result(self) -> AsyncEngineResult:
+        if self._last is None:
+            raise ProgrammingError(NOTHING_EXECUTED, backend=self._engine.backend)
+        return self._last
+
+    async def fetchone(self) -> Row | None:
+        """Fetch from the last ``execute()`` result (DB-API cursor style, spec section 1.1)."""
+        return await self._last_result().fetchone()
+
+    async def fetchmany(self, size: int | None = None) -> list[Row]:
+        return await self._last_result().fetchmany(size)
+
+    async def fetchall(self) -> list[Row]:
+        return await self._last_result().fetchall()
+
+    # -- transactions --------------------------------------------------------------------
+
+    def transaction(self) -> AsyncSavepoint[RawT]:
+        """A nested transaction (SAVEPOINT): ``async with conn.transaction(): ...``."""
+        return AsyncSavepoint(self)
+
+    async def commit(self) -> None:
+        """Commit the work so far; the next statement starts a new transaction."""
+        raw = self._live()
+        await self._engine.commit(raw)
+        await self._engine.restart(raw)
+
+    async def rollback(self) -> None:
+        """Roll back the work so far; the next statement starts a new transaction."""
+        raw = self._live()
+        await self._engine.rollback(raw)
+        await self._engine.restart(raw)
+
+    async def close(self) -> None:
+        """Roll back anything uncommitted and return the connection to the pool."""
+        raw = self._raw
+        if raw is None:
+            return
+        self._raw = None
+        self._last = None
+        # Shielded: a second cancellation arriving during the return would lose the connection.
+        await shield(self._engine.release(raw))
+
+    async def __aenter__(self) -> AsyncEngineConnection[RawT]:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        try:
+            if exc_type is None and self._raw is not None:
+                await self._engine.commit(self._raw)
+        finally:
+            await self.close()
+
+
+ConnT = TypeVar("ConnT", bound=AsyncEngineConnection[Any])
+
+
+class AsyncSavepoint(Generic[RawT]):
+    """``async with conn.transaction():`` - a SAVEPOINT released on success, rolled back to on error."""
+
+    __slots__ = ("_conn", "_name")
+
+    def __init__(self, conn: AsyncEngineConnection[RawT]) -> None:
+        self._conn = conn
+        self._name = ""
+
+    async def __aenter__(self) -> AsyncEngineConnection[RawT]:
+        conn = self._conn
+        raw = conn._live()
+        engine = conn._engine
+        conn._depth += 1
+        self._name = name = f"structum_sp_{conn._depth}"
+        try:
+            await engine.driver.savepoint(raw, name)
+        except BaseException as exc:
+            conn._depth -= 1
+            if isinstance(exc, engine.errors):
+                raise engine.translate(exc, raw) from exc
+            raise
+        return conn
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        conn = self._conn
+        conn._depth -= 1
+        raw = conn._raw
+        if raw is None:  # closed inside the block: everything was rolled back
+            return
+        engine = conn._engine
+        if exc_type is None:
+            try:
+                await engine.driver.release_savepoint(raw, self._name)
+            except engine.errors as error:
+                raise engine.translate(error, raw) from error
+            return
+        try:
+            await engine.driver.rollback_to_savepoint(raw, self._name)
+        except Exception:
+            # The caller's exception is the one that explains what happened.
+            log.debug("rollback to savepoint failed after %s", exc_type.__name__, exc_info=True)
+
+
+class AsyncTransactionBlock(Generic[ConnT]):
+    """``async with db.transaction() as conn:`` (class-based: cheaper than ``@asynccontextmanager``)."""
+
+    __slots__ = ("_conn", "_engine", "_factory", "_isolation", "_nested", "_readonly", "_started", "_token")
+
+    def __init__(
+        self, engine: AsyncEngine[Any], factory: type[ConnT], isolation: IsolationLevel | None, readonly: bool
+    ) -> None:
+        self._engine = engine
+        self._factory = factory
+        self._isolation = isolation
+        self._readonly = readonly
+        self._nested: AsyncSavepoint[Any] | None = None
+        self._started = 0.0
+
+    async def __aenter__(self) -> ConnT:
+        engine = self._engine
+        current = engine.scope.current()
+        if current is not None:
+            if self._isolation is not None or self._readonly:
+                raise TransactionError(NESTED_OPTIONS, backend=engine.backend)
+            self._nested = nested = AsyncSavepoint(current)
+            return cast("ConnT", await nested.__aenter__())
+        if engine.observed():
+            self._started = time.perf_counter()
+        raw = await engine.checkout()
+        await engine.begin(raw, self._isolation, self._readonly)  # gives the connection back if it fails
+        self._conn = conn = self._factory(engine, raw)
+        self._token = engine.scope.enter(conn)
+        return conn
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if self._nested is not None:
+            await self._nested.__aexit__(exc_type, exc, tb)
+            return
+        engine = self._engine
+        conn = self._conn
+        engine.scope.leave(self._token)
+        raw = conn._raw
+        error: BaseException | None = exc
+        if raw is None:  # closed inside the block: its work was rolled back
+            if self._started:
+                engine.transaction_finished("rollback", self._started, error)
+            return
+        conn._raw = None
+        conn._last = None
+        reset = self._isolation is not None or self._readonly
+        try:
+            if exc_type is None:
+                try:
+                    await engine.commit(raw)
+                except BaseException as commit_error:
+                    error = commit_error
+                    await shield(engine.finish(raw, rollback=True, reset=reset))
+                    raise
+                await engine.finish(raw, rollback=False, reset=reset)
+            else:
+                # Cancellation lands here most often: finish the clean-up even if cancelled again.
+                await shield(engine.finish(raw, rollback=True, reset=reset))
+        finally:
+            if self._started:
+                engine.transaction_finished("commit" if error is None else "rollback", self._started, error)

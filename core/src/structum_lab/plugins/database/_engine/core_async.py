@@ -1,0 +1,301 @@
+"""The engine behind one database: checkout accounting, transaction verbs, health, errors.
+
+One :class:`AsyncEngine` per database object. The database (its public face), its
+connections, transaction blocks and results all work through it, and it works through
+the driver (``_contract/driver_async.py``). Everything here is the same for every
+backend: the checkout statistics and the exhaustion message, the refusal to report an
+aborted transaction as committed, the clean-up after a failed COMMIT, fork adoption,
+leak reclaim, the health probe, observer events and error translation with secrets
+masked.
+"""
+
+from __future__ import annotations
+
+import time
+from asyncio import AbstractEventLoop, shield
+from typing import TYPE_CHECKING, Generic, Literal, cast
+
+from .._config.manager import get_plugin_manager
+from .._contract.driver_async import AsyncDriver, RawT
+from .._contract.errors import ConnectionLostError, DatabaseError, PoolTimeoutError, TransactionError
+from .._contract.features import PoolExhausted
+from .._contract.health import HealthCheckResult
+from .._contract.protocols import AsyncDatabaseInterface, IsolationLevel, PoolInfo
+from . import leaks
+from .deadline import round_trip_cap
+from .errors import translate_error
+from .flavour import ASYNC
+from .fork import FORK, adopt
+from .health import run_health_check_async
+from .logs import enable_echo, log
+from .messages import ABORTED_TRANSACTION
+from .pool_stats import PoolStats, pool_exhausted_message
+from .scope import TransactionScope
+from .secrets import Secrets, protect_logs
+
+if TYPE_CHECKING:
+    from .connection_async import AsyncEngineConnection
+
+__all__ = ["AsyncEngine"]
+
+_TX_HOOK = "structum_database_transaction_finished"
+
+
+class AsyncEngine(Generic[RawT]):
+    """The shared state and the verbs-with-rules of one database."""
+
+    __slots__ = (
+        "_fork_epoch",
+        "backend",
+        "closed",
+        "database",
+        "driver",
+        "echo",
+        "errors",
+        "features",
+        "health_check_timeout",
+        "health_degraded_ms",
+        "name",
+        "opened",
+        "plugins",
+        "scope",
+        "secrets",
+        "stats",
+        "translator",
+    )
+
+    def __init__(
+        self,
+        database: AsyncDatabaseInterface,
+        driver: AsyncDriver[RawT],
+        *,
+        name: str,
+        backend: str,
+        secrets: Secrets,
+        echo: bool,
+        health_check_timeout: float,
+        health_degraded_ms: float,
+    ) -> None:
+        self.database = database
+        self.driver = driver
+        self.name = name
+        self.backend = backend
+        self.secrets = secrets
+        self.features = driver.features
+        self.translator = driver.translator
+        self.errors = driver.errors
+        self.echo = echo and not driver.features.logs_sql
+        self.health_check_timeout = health_check_timeout
+        self.health_degraded_ms = health_degraded_ms
+        self.stats = PoolStats()
+        self.scope: TransactionScope[AsyncEngineConnection[RawT]] = TransactionScope(
+            f"structum_{backend}_{id(self)}",
+            is_async=True,  # sync: is_async=False,
+        )
+        self.closed = False
+        self.opened = False
+        self.plugins = get_plugin_manager()
+        self._fork_epoch = FORK.epoch  # the pool about to be built belongs to this process
+        protect_logs(secrets, driver.loggers)
+        if self.echo:
+            enable_echo()
+
+    # -- the pool ----------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self.closed:
+            raise self._shut_down()
+        if not self.opened:
+            await self.driver.open()
+            self.opened = True
+
+    async def checkout(self, *, ping: bool = False) -> RawT:
+        """A live connection from the driver's pool, counted in the statistics."""
+        if self.closed:
+            raise self._shut_down()
+        if self._fork_epoch != FORK.epoch:
+            adopt(self, self._after_fork)
+        if not self.opened:
+            await self.open()
+        stats = self.stats
+        started = stats.checkout_started()
+        try:
+            raw = await self.driver.acquire(ping=ping)
+        except PoolExhausted as exc:
+            raise self._exhausted(started) from (exc.__cause__ or exc)
+        except BaseException as exc:
+            stats.checkout_failed(started, timed_out=False)
+            if isinstance(exc, self.errors) and not isinstance(exc, DatabaseError):
+                raise self.translate(exc, connecting=True) from exc
+            raise
+        stats.checkout_done(started)
+        return raw
+
+    async def release(self, raw: RawT) -> None:
+        self.stats.released()
+        await self.driver.release(raw)
+
+    def pool_info(self) -> PoolInfo:
+        counters = self.stats.counters()
+        figures = dict(self.driver.pool_figures(self.stats.checked_out))
+        counters["connections_lost"] += figures.pop("connections_lost", 0)
+        return cast("PoolInfo", {**figures, **counters})
+
+    async def shutdown(self) -> None:
+        if self._fork_epoch != FORK.epoch:
+            adopt(self, self._after_fork)  # a forked child closes its own pool, never the parent's
+        self.closed = True
+        await self.driver.close()
+
+    def _shut_down(self) -> TransactionError:
+        return TransactionError(f"database {self.name!r} has been shut down; create a new one", backend=self.backend)
+
+    def _exhausted(self, started: float) -> PoolTimeoutError:
+        waited = self.stats.checkout_failed(started, timed_out=True)
+        info = self.pool_info()
+        self.plugins.pool_exhausted(self.database, info, waited)
+        limits = self.driver.limits
+        message = pool_exhausted_message(
+            name=self.name,
+            waited=waited,
+            pool_timeout=limits.timeout,
+            pool_size=limits.pool_size,
+            max_overflow=limits.max_overflow,
+            info=info,
+        )
+        return self.driver.pool_timeout_error(message + limits.hint, backend=self.backend)
+
+    def _after_fork(self) -> object:
+        """In a forked child: a pool of its own (opened at the next checkout); the parent's
+        checked-out connections are not the child's."""
+        inherited = self.driver.after_fork()
+        self.stats = PoolStats()
+        self.opened = False
+        return inherited
+
+    def reclaim(self, raw: RawT, loop: AbstractEventLoop | None) -> None:
+        """Return a connection whose wrapper was garbage-collected open (on the reaper thread)."""
+        detail = self.driver.describe(raw)
+        if ASYNC:  # ASYNC
+            if not leaks.run_on_loop(loop, self.release(raw)):
+                # Its event loop is gone: the connection cannot be returned through it.
+                self.stats.released()
+                self.driver.abandon(raw)
+        else:
+            self.release(raw)  # type: ignore[unused-coroutine]
+        leaks.warn_leak(self.name, detail)
+
+    # -- transactions ------------------------------------------------------------------
+
+    async def begin(self, raw: RawT, isolation: IsolationLevel | None, readonly: bool) -> None:
+        """Start the transaction of a fresh checkout; on failure the connection goes back."""
+        try:
+            await self.driver.begin(raw, isolation, readonly)
+        except BaseException as exc:
+            await shield(self.release(raw))
+            if isinstance(exc, self.errors) and not isinstance(exc, DatabaseError):
+                context = f"cannot start a transaction with isolation={isolation!r}, readonly={readonly}"
+                raise self.translate(exc, raw, context=context) from exc
+            raise
+
+    async def restart(self, raw: RawT) -> None:
+        """The next transaction of a ``get_connection()`` connection, after commit or rollback."""
+        try:
+            await self.driver.begin(raw, None, False)
+        except self.errors as exc:
+            raise self.translate(exc, raw) from exc
+
+    async def commit(self, raw: RawT) -> None:
+        """COMMIT, refusing to report success for a transaction the server has aborted; a
+        failed COMMIT is rolled back, so nothing stays half-applied."""
+        driver = self.driver
+        if driver.transaction_failed(raw):
+            await self.rollback_quietly(raw, "rollback of an aborted transaction failed")
+            raise TransactionError(ABORTED_TRANSACTION, sqlstate="25P02", backend=self.backend)
+        try:
+            await driver.commit(raw)
+        except self.errors as exc:
+            error = self.translate(exc, raw)
+            await self.rollback_quietly(raw, "rollback after a failed commit failed")
+            raise error from exc
+
+    async def rollback(self, raw: RawT) -> None:
+        try:
+            await self.driver.rollback(raw)
+        except self.errors as exc:
+            raise self.translate(exc, raw) from exc
+
+    async def rollback_quietly(self, raw: RawT, why: str) -> None:
+        # The caller's exception (or refusal) is the one that explains what happened.
+        try:
+            await self.driver.rollback(raw)
+        except Exception:
+            log.debug(why, exc_info=True)
+
+    async def finish(self, raw: RawT, *, rollback: bool, reset: bool) -> None:
+        """End of a transaction block: roll back (after an error), restore the options, return."""
+        if rollback:
+            await self.rollback_quietly(raw, "rollback failed")
+        if reset:
+            try:
+                await self.driver.reset(raw)
+            except Exception:
+                log.debug("could not reset the transaction options", exc_info=True)
+        await self.release(raw)
+
+    def observed(self) -> bool:
+        return self.plugins.has_observers(_TX_HOOK)
+
+    def transaction_finished(
+        self, outcome: Literal["commit", "rollback"], started: float, error: BaseException | None
+    ) -> None:
+        self.plugins.transaction_finished(self.database, outcome, time.perf_counter() - started, error)
+
+    # -- errors ------------------------------------------------------------------------
+
+    def translate(
+        self, exc: BaseException, raw: RawT | None = None, *, connecting: bool = False, context: str = ""
+    ) -> DatabaseError:
+        """The core error for a driver exception, secrets masked; a lost connection is counted."""
+        original, lost = self.driver.unwrap_error(exc, raw)
+        error = translate_error(
+            original, backend=self.backend, secrets=self.secrets, connecting=connecting, lost=lost, context=context
+        )
+        if isinstance(error, ConnectionLostError):
+            self.stats.lost()
+            self.driver.connection_lost()
+        return error
+
+    # -- health ------------------------------------------------------------------------
+
+    async def health_check(self) -> HealthCheckResult:
+        result = await run_health_check_async(
+            self._probe,
+            timeout_s=self.health_check_timeout,
+            degraded_ms=self.health_degraded_ms,
+            secrets=self.secrets,
+            details=self._health_details,
+        )
+        self.plugins.health_checked(self.database, result)
+        return result
+
+    async def _probe(self, budget: float) -> None:
+        """One round trip: on a pooled connection, or (the pool not connected) a direct one."""
+        await self.open()
+        limit = self.driver.limits.max_size
+        if self.stats.checked_out >= limit:
+            # The health check reports a full pool instead of queueing behind it.
+            raise PoolTimeoutError(f"all {limit} connections are in use; the health check does not wait")
+        driver = self.driver
+        if not driver.pool_ready:
+            try:
+                await driver.verify_server(budget)
+            except self.errors as exc:
+                raise self.translate(exc, connecting=True) from exc
+            return
+        with round_trip_cap(budget):  # the probe's round trips end with the health deadline
+            raw = await self.checkout(ping=True)
+        await shield(self.release(raw))
+
+    def _health_details(self) -> dict[str, object]:
+        return {"backend": self.backend, "database": self.name, "pool": dict(self.pool_info())}

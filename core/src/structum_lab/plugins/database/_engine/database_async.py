@@ -1,0 +1,208 @@
+"""The database class every backend's public class is built on.
+
+``AsyncPostgresDatabase``, ``AsyncSQLAlchemyDatabase`` (and, generated, their sync
+twins) subclass :class:`AsyncEngineDatabase`: their constructor turns the options into
+a driver and calls :meth:`~AsyncEngineDatabase._setup` and
+:meth:`~AsyncEngineDatabase._attach`; everything users call is here, once.
+"""
+
+from __future__ import annotations
+
+from asyncio import shield
+from collections.abc import Mapping
+from typing import Any, ClassVar, Generic, Self
+
+from structum_lab.config import ConfigProvider
+
+from .._config.connect import class_options
+from .._config.manager import get_plugin_manager
+from .._contract.driver_async import AsyncDriver, RawT
+from .._contract.health import HealthCheckResult
+from .._contract.protocols import AsyncResult, IsolationLevel, Params, PoolInfo
+from .._contract.url import DatabaseURL
+from .connection_async import AsyncTransactionBlock, ConnT
+from .core_async import AsyncEngine
+from .isolation import normalize_isolation
+from .leaks import ensure_reaper
+from .secrets import CORE_LOGGERS, Secrets, collect_secrets, protect_logs
+
+__all__ = ["AsyncEngineDatabase"]
+
+
+class AsyncEngineDatabase(Generic[ConnT]):
+    """A pooled database: transactions, one-shot statements, health, pool figures, shutdown."""
+
+    #: Registry name of the backend that owns the subclass.
+    backend_name: ClassVar[str] = ""
+    #: True for the asyncio classes.
+    is_async: ClassVar[bool] = True  # sync: is_async: ClassVar[bool] = False
+
+    _engine: AsyncEngine[Any]
+    _factory: type[ConnT]
+    _url: DatabaseURL
+    _name: str
+    _secrets: Secrets
+    health_check_timeout: float
+    health_degraded_ms: float
+
+    def _setup(
+        self,
+        url: str | DatabaseURL,
+        *,
+        name: str | None,
+        connect_args: Mapping[str, object] | None,
+        health_check_timeout: float,
+        health_degraded_ms: float,
+    ) -> DatabaseURL:
+        """Identity and secrets, before the driver is built (the driver may need both)."""
+        parsed = DatabaseURL.parse(url)
+        self._url = parsed
+        self._name = name or parsed.database or parsed.dialect
+        self._secrets = Secrets([*parsed.secrets(), *collect_secrets(connect_args)])
+        protect_logs(self._secrets, CORE_LOGGERS)  # the driver adds its own loggers
+        self.health_check_timeout = float(health_check_timeout)
+        self.health_degraded_ms = float(health_degraded_ms)
+        get_plugin_manager().load_observer_entry_points()
+        ensure_reaper()  # returns connections that are garbage-collected without close()
+        return parsed
+
+    def _attach(self, driver: AsyncDriver[RawT], factory: type[ConnT], *, echo: bool) -> None:
+        """Put the engine on ``driver``; ``factory`` is the backend's connection class."""
+        self._factory = factory
+        self._engine = AsyncEngine(
+            self,
+            driver,
+            name=self._name,
+            backend=self.backend_name,
+            secrets=self._secrets,
+            echo=echo,
+            health_check_timeout=self.health_check_timeout,
+            health_degraded_ms=self.health_degraded_ms,
+        )
+
+    # -- identity ------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The name used in logs, health output and ``get_database(name)``."""
+        return self._name
+
+    @property
+    def backend(self) -> str:
+        return self.backend_name
+
+    @property
+    def url(self) -> str:
+        """The URL with every secret masked."""
+        return self._url.render()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self._name!r} url={self._url.render()!r}>"
+
+    @classmethod
+    def from_config(
+        cls, namespace: str = "database", *, provider: ConfigProvider | None = None, **overrides: Any
+    ) -> Self:
+        """Build from the config namespace (``config/app/<namespace>.toml``, secrets, env).
+
+        ``overrides`` win over the configuration.
+        """
+        options = class_options(
+            cls.backend_name, cls.__name__, namespace, overrides, is_async=cls.is_async, provider=provider
+        )
+        return cls(**options)
+
+    # -- transactions ------------------------------------------------------------------
+
+    def transaction(
+        self, *, isolation: IsolationLevel | None = None, readonly: bool = False
+    ) -> AsyncTransactionBlock[ConnT]:
+        """``async with db.transaction() as conn:`` - commit on success, rollback on any exception.
+
+        Inside an open transaction of the same thread or task it becomes a savepoint of that
+        one. ``isolation`` (``"serializable"``, ...) and ``readonly`` apply to this
+        transaction only.
+        """
+        return AsyncTransactionBlock(
+            self._engine, self._factory, normalize_isolation(isolation) if isolation else None, readonly
+        )
+
+    def in_transaction(self) -> bool:
+        """Whether the calling thread (or task) has a transaction open on this database."""
+        return self._engine.scope.current() is not None
+
+    async def get_connection(self) -> ConnT:
+        """A connection in a transaction you end yourself: ``commit()``/``rollback()``, then ``close()``.
+
+        Also a context manager (commits on success, rolls back on error, closes).
+        """
+        ensure_reaper()  # returns the connection if it is garbage-collected open
+        engine = self._engine
+        raw = await engine.checkout()
+        await engine.begin(raw, None, False)
+        return self._factory(engine, raw)
+
+    async def execute(self, sql: str, params: Params = None) -> AsyncResult:
+        """Run one statement on its own; the rows come with the result.
+
+        Where the driver has autocommit (PostgreSQL) it runs outside a transaction: one round
+        trip instead of three (BEGIN, the statement, COMMIT). Elsewhere it is a transaction of
+        its own. Inside an open ``transaction()`` of the caller it runs in that transaction.
+        """
+        engine = self._engine
+        current = engine.scope.current()
+        if current is not None:
+            joined = await current.execute(sql, params)
+            return joined if engine.features.detached_results else await joined.buffered()
+        driver = engine.driver
+        query, bound = engine.translator(sql, params)
+        raw = await engine.checkout()
+        try:
+            try:
+                if engine.features.autocommit:
+                    await driver.autocommit(raw, True)
+                    try:
+                        rows = await driver.execute(raw, query, bound)
+                    finally:
+                        await driver.autocommit(raw, False)
+                else:
+                    await driver.begin(raw, None, False)
+                    rows = await driver.execute(raw, query, bound)
+            except engine.errors as exc:
+                raise engine.translate(exc, raw) from exc
+            result: AsyncResult = self._factory.result_class(rows, engine)
+            if not engine.features.detached_results:
+                result = await self._factory.result_class(rows, engine).buffered()
+            if not engine.features.autocommit:
+                await engine.commit(raw)
+            return result
+        finally:
+            await shield(engine.release(raw))
+
+    # -- health, pool, lifetime --------------------------------------------------------
+
+    async def health_check(self) -> HealthCheckResult:
+        """One round trip with a hard deadline; never raises. DEGRADED when the pool is exhausted."""
+        return await self._engine.health_check()
+
+    def get_pool_info(self) -> PoolInfo:
+        """Pool figures (``checked_out``, ``available``, ``total``, ``overflow``, ...) and counters."""
+        return self._engine.pool_info()
+
+    async def open(self) -> None:
+        """Start the pool (done on first use otherwise). Does not wait for the server."""
+        await self._engine.open()
+
+    async def shutdown(self) -> None:
+        """Close the pool and its connections. Idempotent; the database is unusable afterwards.
+
+        Connections still lent out are closed when they are returned.
+        """
+        await self._engine.shutdown()
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.shutdown()

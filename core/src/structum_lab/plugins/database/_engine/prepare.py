@@ -1,0 +1,44 @@
+"""psycopg's ``prepare_threshold``, read the same way by every backend that drives psycopg.
+
+PgBouncer in transaction mode hands consecutive transactions of one client to different
+server connections, so server-side prepared statements break there; psycopg's
+``prepare_threshold=None`` turns them off. Both first-party backends accept the option
+(the SQLAlchemy one passes it to psycopg), so one config file works with either.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from .._contract.errors import ConfigurationError
+
+__all__ = ["PSYCOPG_PREPARE_THRESHOLD", "normalize_prepare_threshold"]
+
+#: psycopg's own default: prepare a statement after this many executions.
+PSYCOPG_PREPARE_THRESHOLD: Final = 5
+
+_OFF: Final = frozenset({"none", "null", "off", "false", "no", "disable", "disabled", ""})
+
+
+def normalize_prepare_threshold(value: object) -> int | None:
+    """``None``/``false``/``"none"``/``"off"`` disable prepared statements; else a count >= 0.
+
+    TOML has no null, so ``prepare_threshold = false`` is how a config file asks for
+    PgBouncer's transaction mode.
+    """
+    if value is None or value is False:
+        return None
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _OFF:
+            return None
+        if text.isdigit():
+            return int(text)
+    elif isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    elif isinstance(value, float) and value.is_integer() and value >= 0:
+        return int(value)
+    raise ConfigurationError(
+        f"prepare_threshold must be a whole number >= 0, or none/false to disable prepared statements "
+        f"(PgBouncer in transaction mode), got {value!r}"
+    )

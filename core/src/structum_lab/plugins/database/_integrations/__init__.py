@@ -1,0 +1,1 @@
+"""Integrations built on the public API: FastAPI, the test helpers and pytest plugin, the CLI."""
