@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generate the synchronous modules from their hand-written asyncio sources.
 
-Every ``<name>_async.py`` under ``core/src`` and ``backends/*/src`` is the source of
+Every ``<name>_async.py`` under ``core/src``, ``backends/*/src`` and ``tests`` is the source of
 ``<name>.py`` next to it, in the manner of psycopg's ``tools/async_to_sync.py``:
 
     python tools/sync_from_async.py            # regenerate every sync module
@@ -38,7 +38,7 @@ import tokenize
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCE_DIRS = ("core/src", "backends")
+SOURCE_DIRS = ("core/src", "backends", "tests")
 SUFFIX = "_async.py"
 
 HEADER = (
