@@ -91,10 +91,10 @@ def test_prepare_threshold_rejects(value: object) -> None:
     ("options", "message"),
     [
         ({"min_size": 5, "max_size": 2}, "pool sizes do not fit"),
-        ({"pool_size": 0}, "pool_size must be >= 1"),
+        ({"pool_size": 0}, "option 'pool_size' must be >= 1"),
         ({"connect_args": {"autocommit": True}}, "may not set autocommit"),
         ({"isolation_level": "chaos"}, "unknown isolation level"),
-        ({"statement_timeout": -1}, "statement_timeout must be >= 0"),
+        ({"statement_timeout": -1}, "option 'statement_timeout' must be >= 0"),
     ],
 )
 def test_invalid_options(options: dict[str, Any], message: str) -> None:

@@ -13,40 +13,5 @@ Install FastAPI beside the package (``pip install "fastapi>=0.121"``; see docs/f
 The implementation lives in ``_integrations/fastapi.py``.
 """
 
-from ._integrations.fastapi import (
-    DB,
-    AsyncDB,
-    AsyncDBTransaction,
-    AsyncTransaction,
-    DBTransaction,
-    Transaction,
-    async_database_dependency,
-    async_db_transaction,
-    async_transaction_dependency,
-    database_dependency,
-    database_lifespan,
-    db_transaction,
-    get_async_db,
-    get_db,
-    health_router,
-    transaction_dependency,
-)
-
-__all__ = [
-    "DB",
-    "AsyncDB",
-    "AsyncDBTransaction",
-    "AsyncTransaction",
-    "DBTransaction",
-    "Transaction",
-    "async_database_dependency",
-    "async_db_transaction",
-    "async_transaction_dependency",
-    "database_dependency",
-    "database_lifespan",
-    "db_transaction",
-    "get_async_db",
-    "get_db",
-    "health_router",
-    "transaction_dependency",
-]
+from ._integrations.fastapi import *  # noqa: F403 - this module is the public path of the integration
+from ._integrations.fastapi import __all__  # noqa: F401 - re-exported

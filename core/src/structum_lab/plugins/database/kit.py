@@ -10,6 +10,7 @@ are helpers here. See docs/architecture.md.
 
 from __future__ import annotations
 
+from ._config.exports import backend_hooks, lazy_exports, open_database
 from ._contract.driver import Driver, DriverBase, Rows
 from ._contract.driver_async import AsyncDriver, AsyncDriverBase, AsyncRows
 from ._contract.features import ALL_ISOLATION_LEVELS, Features, PoolExhausted, PoolLimits
@@ -35,11 +36,19 @@ from ._engine.deadline import (
     round_trip_budget,
     round_trip_cap,
 )
+from ._engine.dialects import (
+    driver_install_hint,
+    lexer_for,
+    mysql_statement_timeout_sql,
+    target_for,
+    timeout_connect_args,
+)
 from ._engine.errors import driver_error_code, translate_error
 from ._engine.flavour import ASYNC
 from ._engine.fork import FORK, adopt
 from ._engine.health import run_health_check, run_health_check_async
 from ._engine.isolation import ISOLATION_SQL, normalize_isolation
+from ._engine.liveness import ConnectMonitor, readable_probe
 from ._engine.logs import SQL_LOG, log
 from ._engine.messages import ABORTED_TRANSACTION, CONNECTION_ENDED, NESTED_OPTIONS, NO_ROWS, NOTHING_EXECUTED
 from ._engine.params import (
@@ -81,6 +90,7 @@ __all__ = [
     "AsyncEngineResult",
     "AsyncRows",
     "Background",
+    "ConnectMonitor",
     "Bound",
     "Driver",
     "DriverBase",
@@ -91,7 +101,16 @@ __all__ = [
     "PoolExhausted",
     "PoolLimits",
     "Rows",
+    "lexer_for",
+    "backend_hooks",
+    "driver_install_hint",
+    "lazy_exports",
     "log",
+    "mysql_statement_timeout_sql",
+    "open_database",
+    "readable_probe",
+    "target_for",
+    "timeout_connect_args",
     "ABORTED_TRANSACTION",
     "CONNECTION_ENDED",
     "NESTED_OPTIONS",

@@ -17,13 +17,21 @@ the connection mid-protocol, so it is closed (never reused) and the caller gets 
 from __future__ import annotations
 
 import inspect
+from functools import cache
 from typing import TYPE_CHECKING, Any, Final
 
 import psycopg
 
 from ._engine.deadline import _CAP, WATCHDOG, deadline_message, round_trip_budget
 
-__all__ = ["NATIVE_TIMEOUT", "AsyncPsycopgDeadline", "AsyncWatchdogDeadline", "PsycopgDeadline", "WatchdogDeadline"]
+__all__ = [
+    "NATIVE_TIMEOUT",
+    "AsyncPsycopgDeadline",
+    "AsyncWatchdogDeadline",
+    "PsycopgDeadline",
+    "WatchdogDeadline",
+    "bounded_connection_class",
+]
 
 try:
     from psycopg.errors import _WaitTimeout
@@ -140,3 +148,22 @@ else:
 #: The watchdog mixins whatever the psycopg version (what psycopg < 3.3 gets; tests use them).
 WatchdogDeadline = _WatchdogDeadline
 AsyncWatchdogDeadline = _AsyncWatchdogDeadline
+
+
+@cache
+def bounded_connection_class(
+    deadline: float, *, is_async: bool
+) -> type[psycopg.Connection[Any]] | type[psycopg.AsyncConnection[Any]]:
+    """A psycopg connection class (the asyncio one if ``is_async``) whose waits for the server
+    give up after ``deadline`` seconds, for code that opens its own connections."""
+    if is_async:
+
+        class AsyncBoundedConnection(AsyncPsycopgDeadline, psycopg.AsyncConnection[Any]):
+            _sdb_deadline = deadline
+
+        return AsyncBoundedConnection
+
+    class BoundedConnection(PsycopgDeadline, psycopg.Connection[Any]):
+        _sdb_deadline = deadline
+
+    return BoundedConnection

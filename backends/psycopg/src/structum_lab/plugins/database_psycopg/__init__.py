@@ -7,8 +7,9 @@ does not import psycopg.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from structum_lab.plugins.database.kit import lazy_exports
 
 if TYPE_CHECKING:
     from ._database import PostgresConnection, PostgresDatabase, PostgresResult
@@ -25,15 +26,4 @@ __all__ = [
 
 _WHERE = {name: "._database_async" if name.startswith("Async") else "._database" for name in __all__}
 
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

@@ -20,6 +20,7 @@ from structum_lab.plugins.database import DatabaseURL
 from structum_lab.plugins.database.kit import EngineConnection, EngineDatabase, EngineResult, log
 
 from ._driver import PsycopgDriver, PsycopgRows, Raw
+from ._plugin import OPTIONS
 from ._pool import copy_statement, row_factory
 from ._settings import PoolSettings, resolve_settings
 
@@ -87,6 +88,7 @@ class PostgresDatabase(EngineDatabase[PostgresConnection]):
     """
 
     backend_name = "psycopg"
+    backend_options = OPTIONS
 
     def __init__(
         self,
@@ -117,44 +119,16 @@ class PostgresDatabase(EngineDatabase[PostgresConnection]):
         echo: bool = False,
         pool_use_lifo: bool = False,
     ) -> None:
-        parsed = self._setup(
-            url,
-            name=name,
-            connect_args=connect_args,
-            health_check_timeout=health_check_timeout,
-            health_degraded_ms=health_degraded_ms,
-        )
-        settings = resolve_settings(
-            parsed,
-            pool_size=pool_size,
-            min_size=min_size,
-            max_size=max_size,
-            timeout=timeout,
-            max_overflow=max_overflow,
-            pool_timeout=pool_timeout,
-            pool_recycle=pool_recycle,
-            max_lifetime=max_lifetime,
-            max_idle=max_idle,
-            reconnect_timeout=reconnect_timeout,
-            pool_pre_ping=pool_pre_ping,
-            pre_ping_window=pre_ping_window,
-            prepare_threshold=prepare_threshold,
-            connect_args=connect_args,
-            connect_timeout=connect_timeout,
-            statement_timeout=statement_timeout,
-            statement_deadline=statement_deadline,
-            application_name=application_name,
-            isolation_level=isolation_level,
-            row_factory=row_factory,
-        )
-        if pool_use_lifo:
+        parsed, options = self._setup(url, locals())
+        if options.pop("pool_use_lifo"):
             log.info(
                 "database %r: pool_use_lifo is a SQLAlchemy pool option; psycopg_pool reuses connections in "
                 "FIFO order and ignores it",
                 self._name,
             )
+        settings = resolve_settings(parsed, options, row_factory=row_factory)
         self._driver = PsycopgDriver(settings, name=self._name, secrets=self._secrets)
-        self._attach(self._driver, PostgresConnection, echo=echo)
+        self._attach(self._driver, PostgresConnection)
 
     @property
     def settings(self) -> PoolSettings:

@@ -30,6 +30,7 @@ from structum_lab.plugins.database.kit import (
     DRIVER_LOGGERS,
     Background,
     Bound,
+    ConnectMonitor,
     DriverBase,
     Features,
     PoolExhausted,
@@ -42,7 +43,7 @@ from structum_lab.plugins.database.kit import (
 )
 from structum_lab.plugins.database.kit_psycopg import PsycopgDeadline
 
-from ._pool import CLOSE_WAIT, COLD_RETRY, COLD_SLICE, COLD_VERIFY, TRANSLATOR, ConnectMonitor, psycopg_isolation, stamp
+from ._pool import CLOSE_WAIT, COLD_RETRY, COLD_SLICE, COLD_VERIFY, TRANSLATOR, psycopg_isolation, stamp
 from ._settings import PoolSettings
 
 __all__ = ["PsycopgDriver", "Raw"]

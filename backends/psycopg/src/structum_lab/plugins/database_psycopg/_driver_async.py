@@ -29,6 +29,7 @@ from structum_lab.plugins.database.kit import (
     AsyncBackground,
     AsyncDriverBase,
     Bound,
+    ConnectMonitor,
     Features,
     PoolExhausted,
     PoolLimits,
@@ -40,7 +41,7 @@ from structum_lab.plugins.database.kit import (
 )
 from structum_lab.plugins.database.kit_psycopg import AsyncPsycopgDeadline
 
-from ._pool import CLOSE_WAIT, COLD_RETRY, COLD_SLICE, COLD_VERIFY, TRANSLATOR, ConnectMonitor, psycopg_isolation, stamp
+from ._pool import CLOSE_WAIT, COLD_RETRY, COLD_SLICE, COLD_VERIFY, TRANSLATOR, psycopg_isolation, stamp
 from ._settings import PoolSettings
 
 __all__ = ["AsyncPsycopgDriver", "AsyncRaw"]

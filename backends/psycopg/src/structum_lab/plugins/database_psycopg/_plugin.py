@@ -7,9 +7,9 @@ the options, and the driver code loads only when a database is created.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
-from structum_lab.plugins.database import AsyncDatabaseInterface, DatabaseInterface, DatabaseURL, Option, hookimpl
+from structum_lab.plugins.database import Option
+from structum_lab.plugins.database.kit import backend_hooks
 
 #: Options beyond core's COMMON_OPTIONS. The pool's own names (psycopg_pool's) win over
 #: the common ones when both are given: ``min_size`` over ``pool_size``, ``max_size``
@@ -22,11 +22,19 @@ OPTIONS: Mapping[str, Option] = {
     ),
     "timeout": Option("timeout", "float", None, "Seconds to wait for a connection (default: pool_timeout)", minimum=0),
     "max_lifetime": Option(
-        "max_lifetime", "float", None, "Replace connections older than this (default: pool_recycle, else 3600)"
+        "max_lifetime",
+        "float",
+        None,
+        "Replace connections older than this (default: pool_recycle, else 3600)",
+        minimum=0.001,
     ),
     "max_idle": Option("max_idle", "float", 600.0, "Close connections above min_size idle this long", minimum=0),
     "reconnect_timeout": Option(
-        "reconnect_timeout", "float", 300.0, "Seconds the pool retries in the background to reopen connections"
+        "reconnect_timeout",
+        "float",
+        300.0,
+        "Seconds the pool retries in the background to reopen connections",
+        minimum=0,
     ),
     "pre_ping_window": Option(
         "pre_ping_window",
@@ -54,19 +62,4 @@ OPTIONS: Mapping[str, Option] = {
 }
 
 
-@hookimpl
-def structum_database_options(is_async: bool) -> Mapping[str, Option]:
-    return OPTIONS
-
-
-@hookimpl
-def structum_database_connect(
-    url: DatabaseURL, options: Mapping[str, Any], is_async: bool
-) -> DatabaseInterface | AsyncDatabaseInterface:
-    if is_async:
-        from ._database_async import AsyncPostgresDatabase
-
-        return AsyncPostgresDatabase(url, **options)
-    from ._database import PostgresDatabase
-
-    return PostgresDatabase(url, **options)
+structum_database_options, structum_database_connect = backend_hooks(__package__ or "", "PostgresDatabase", OPTIONS)

@@ -1,21 +1,15 @@
 """The pieces between psycopg_pool and the driver that need no ``await``.
 
-* :class:`ConnectMonitor` remembers how the last connection attempt went. psycopg_pool
-  connects in background workers and never tells a waiting caller that the server is
-  down; the monitor lets a checkout fail fast with the real connection error instead
-  of waiting out ``pool_timeout``.
 * :func:`stamp` marks every new connection with what the checkout's liveness test
-  needs: when it was created and last used, and a zero-round-trip "is the socket
-  readable?" probe. An idle PostgreSQL connection receives nothing unless the server
-  closed it (terminated backend, restart, idle timeout) or sent a notification, so a
-  readable socket at checkout is the cue for a real ping.
+  needs: when it was created and last used, and core's zero-round-trip "is the socket
+  readable?" probe (an idle PostgreSQL connection receives nothing unless the server
+  closed it or sent a notification).
 * :func:`row_factory` builds core :class:`Row` dicts exactly as psycopg's ``dict_row``
   builds dicts.
 """
 
 from __future__ import annotations
 
-import select
 from collections.abc import Callable, Sequence
 from time import monotonic
 from typing import Any, Final
@@ -25,7 +19,7 @@ from psycopg import sql
 from psycopg.rows import no_result
 
 from structum_lab.plugins.database import IsolationLevel, ParameterError, Row
-from structum_lab.plugins.database.kit import POSTGRESQL, PSYCOPG_POSITIONAL, Translator
+from structum_lab.plugins.database.kit import POSTGRESQL, PSYCOPG_POSITIONAL, Translator, readable_probe
 
 __all__ = [
     "CLOSE_WAIT",
@@ -33,7 +27,6 @@ __all__ = [
     "COLD_SLICE",
     "COLD_VERIFY",
     "TRANSLATOR",
-    "ConnectMonitor",
     "copy_statement",
     "psycopg_isolation",
     "row_factory",
@@ -84,57 +77,10 @@ def row_factory(cursor: Any) -> Callable[[Sequence[Any]], Row]:
     return make_row
 
 
-class ConnectMonitor:
-    """The outcome of the latest connection attempt, shared by the pool's workers and callers.
-
-    ``up`` is False until a connection succeeds, after a failed attempt, and after a
-    checkout found a dead connection (the server may be restarting); ``error`` is the
-    latest connection error, cleared when a new doubt starts or a connection succeeds.
-    Plain attribute writes: readers only need the latest value, not a consistent pair.
-    """
-
-    __slots__ = ("error", "up")
-
-    def __init__(self) -> None:
-        self.up = False
-        self.error: BaseException | None = None
-
-    def still_up(self) -> bool:
-        """``up``, read again after a wait (during which a pool worker may have changed it)."""
-        return self.up
-
-    def succeeded(self) -> None:
-        self.error = None
-        self.up = True
-
-    def failed(self, error: BaseException) -> None:
-        self.up = False
-        self.error = error
-
-    def suspect(self) -> None:
-        """A connection died: wait for the next attempt's outcome before trusting the pool again."""
-        self.up = False
-        self.error = None
-
-
-def _readable_probe(fd: int) -> Callable[[int], list[Any]]:
-    """A function that, called with 0, returns without blocking a non-empty list when
-    ``fd`` has input (or hung up). The bound ``poll`` itself: it runs on every checkout."""
-    if hasattr(select, "poll"):
-        poller = select.poll()
-        poller.register(fd, select.POLLIN | select.POLLPRI)  # POLLHUP/POLLERR/POLLNVAL are always reported
-        return poller.poll
-
-    def readable(timeout: int) -> list[Any]:  # pragma: no cover - Windows
-        return select.select([fd], [], [], timeout)[0]
-
-    return readable
-
-
 def stamp(conn: Any) -> None:
     """Mark a new connection with its age, last use and readable-socket probe."""
     conn._sdb_created = conn._sdb_used = monotonic()
-    conn._sdb_readable = _readable_probe(conn.pgconn.socket)
+    conn._sdb_readable = readable_probe(conn.pgconn.socket)
     conn._sdb_pool = None
 
 

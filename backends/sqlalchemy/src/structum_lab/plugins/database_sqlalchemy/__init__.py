@@ -8,8 +8,9 @@ need no greenlet.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from structum_lab.plugins.database.kit import lazy_exports
 
 if TYPE_CHECKING:
     from ._database import SQLAlchemyConnection, SQLAlchemyDatabase
@@ -27,15 +28,4 @@ __all__ = [
 _WHERE = {name: "._database_async" if name.startswith("Async") else "._database" for name in __all__}
 _WHERE["SQLAlchemyPoolTimeoutError"] = "._engine"
 
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

@@ -21,6 +21,7 @@ from structum_lab.plugins.database.kit import EngineConnection, EngineDatabase
 
 from ._driver import SQLAlchemyDriver
 from ._engine import build_engine
+from ._plugin import OPTIONS
 
 __all__ = ["SQLAlchemyConnection", "SQLAlchemyDatabase"]
 
@@ -53,6 +54,7 @@ class SQLAlchemyDatabase(EngineDatabase[SQLAlchemyConnection]):
     """
 
     backend_name = "sqlalchemy"
+    backend_options = OPTIONS
 
     def __init__(
         self,
@@ -76,33 +78,9 @@ class SQLAlchemyDatabase(EngineDatabase[SQLAlchemyConnection]):
         engine_options: Mapping[str, Any] | None = None,
         prepare_threshold: int | str | None = 5,
     ) -> None:
-        parsed = self._setup(
-            url,
-            name=name,
-            connect_args=connect_args,
-            health_check_timeout=health_check_timeout,
-            health_degraded_ms=health_degraded_ms,
-        )
-        parts = build_engine(
-            parsed,
-            is_async=self.is_async,
-            pool_size=pool_size,
-            max_overflow=max_overflow,
-            pool_timeout=pool_timeout,
-            pool_recycle=pool_recycle,
-            pool_pre_ping=pool_pre_ping,
-            pool_use_lifo=pool_use_lifo,
-            echo=echo,
-            connect_args=connect_args,
-            connect_timeout=connect_timeout,
-            statement_timeout=statement_timeout,
-            statement_deadline=statement_deadline,
-            isolation_level=isolation_level,
-            engine_options=engine_options,
-            prepare_threshold=prepare_threshold,
-        )
-        self._engine_parts = parts
-        self._attach(SQLAlchemyDriver(parts), SQLAlchemyConnection, echo=echo)
+        parsed, options = self._setup(url, locals())
+        self._engine_parts = parts = build_engine(parsed, options, is_async=self.is_async)
+        self._attach(SQLAlchemyDriver(parts), SQLAlchemyConnection)
 
     @property
     def engine(self) -> Engine:

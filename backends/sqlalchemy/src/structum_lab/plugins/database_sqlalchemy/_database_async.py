@@ -24,6 +24,7 @@ from structum_lab.plugins.database.kit import ASYNC, AsyncEngineConnection, Asyn
 
 from ._driver_async import AsyncSQLAlchemyDriver
 from ._engine import build_engine
+from ._plugin import OPTIONS
 
 __all__ = ["AsyncSQLAlchemyConnection", "AsyncSQLAlchemyDatabase"]
 
@@ -56,6 +57,7 @@ class AsyncSQLAlchemyDatabase(AsyncEngineDatabase[AsyncSQLAlchemyConnection]):
     """
 
     backend_name = "sqlalchemy"
+    backend_options = OPTIONS
 
     def __init__(
         self,
@@ -84,33 +86,9 @@ class AsyncSQLAlchemyDatabase(AsyncEngineDatabase[AsyncSQLAlchemyConnection]):
                 raise ConfigurationError(
                     'AsyncSQLAlchemyDatabase needs greenlet: pip install "structum-database-sqlalchemy[asyncio]"'
                 )
-        parsed = self._setup(
-            url,
-            name=name,
-            connect_args=connect_args,
-            health_check_timeout=health_check_timeout,
-            health_degraded_ms=health_degraded_ms,
-        )
-        parts = build_engine(
-            parsed,
-            is_async=self.is_async,
-            pool_size=pool_size,
-            max_overflow=max_overflow,
-            pool_timeout=pool_timeout,
-            pool_recycle=pool_recycle,
-            pool_pre_ping=pool_pre_ping,
-            pool_use_lifo=pool_use_lifo,
-            echo=echo,
-            connect_args=connect_args,
-            connect_timeout=connect_timeout,
-            statement_timeout=statement_timeout,
-            statement_deadline=statement_deadline,
-            isolation_level=isolation_level,
-            engine_options=engine_options,
-            prepare_threshold=prepare_threshold,
-        )
-        self._engine_parts = parts
-        self._attach(AsyncSQLAlchemyDriver(parts), AsyncSQLAlchemyConnection, echo=echo)
+        parsed, options = self._setup(url, locals())
+        self._engine_parts = parts = build_engine(parsed, options, is_async=self.is_async)
+        self._attach(AsyncSQLAlchemyDriver(parts), AsyncSQLAlchemyConnection)
 
     @property
     def engine(self) -> AsyncEngine:

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,6 +21,12 @@ from sqlalchemy import exc as sa_exc
 from structum_lab.plugins.database.kit import deadline_message
 
 __all__ = ["deadline_connect_args", "install_deadline"]
+
+
+def _psycopg(deadline: float, *, is_async: bool) -> Any:
+    from structum_lab.plugins.database.kit_psycopg import bounded_connection_class  # imports psycopg
+
+    return bounded_connection_class(deadline, is_async=is_async)
 
 
 def deadline_connect_args(driver: str, deadline: float | None, *, is_async: bool) -> dict[str, Any]:
@@ -34,7 +39,7 @@ def deadline_connect_args(driver: str, deadline: float | None, *, is_async: bool
         return {"read_timeout": deadline}
     if is_async and driver.startswith("psycopg"):
         # SQLAlchemy's psycopg dialect takes the function that opens a driver connection.
-        return {"async_creator_fn": _async_psycopg_class(deadline).connect}
+        return {"async_creator_fn": _psycopg(deadline, is_async=True).connect}
     return {}
 
 
@@ -45,7 +50,7 @@ def install_deadline(engine: sa.Engine, deadline: float | None) -> None:
         return
     dialect = engine.dialect
     if dialect.driver == "psycopg" and not dialect.is_async:
-        connection_class = _sync_psycopg_class(deadline)
+        connection_class = _psycopg(deadline, is_async=False)
 
         @event.listens_for(engine, "do_connect")
         def _bounded_connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
@@ -71,27 +76,3 @@ def install_deadline(engine: sa.Engine, deadline: float | None) -> None:
             return sa_exc.OperationalError(
                 context.statement, context.parameters, timed_out, connection_invalidated=True
             )
-
-
-@cache
-def _sync_psycopg_class(deadline: float) -> Any:
-    import psycopg
-
-    from structum_lab.plugins.database.kit_psycopg import PsycopgDeadline
-
-    class BoundedConnection(PsycopgDeadline, psycopg.Connection[Any]):
-        _sdb_deadline = deadline
-
-    return BoundedConnection
-
-
-@cache
-def _async_psycopg_class(deadline: float) -> Any:
-    import psycopg
-
-    from structum_lab.plugins.database.kit_psycopg import AsyncPsycopgDeadline
-
-    class AsyncBoundedConnection(AsyncPsycopgDeadline, psycopg.AsyncConnection[Any]):
-        _sdb_deadline = deadline
-
-    return AsyncBoundedConnection

@@ -27,20 +27,20 @@ from structum_lab.plugins.database.kit import (
     PSYCOPG_PREPARE_THRESHOLD,
     PoolLimits,
     Translator,
+    driver_install_hint,
+    lexer_for,
+    mysql_statement_timeout_sql,
     normalize_isolation,
     normalize_prepare_threshold,
     ping_budget,
     resolve_statement_deadline,
+    target_for,
+    timeout_connect_args,
 )
 
 from ._deadlines import deadline_connect_args, install_deadline
 from ._dialects import (
-    driver_install_hint,
     is_memory_sqlite,
-    lexer_for,
-    mysql_statement_timeout_sql,
-    target_for,
-    timeout_connect_args,
     to_sqlalchemy_url,
 )
 
@@ -114,26 +114,10 @@ def isolation_option(dialect: str, level: IsolationLevel) -> str:
     return _SA_ISOLATION[level]
 
 
-def build_engine(
-    url: DatabaseURL,
-    *,
-    is_async: bool,
-    pool_size: int,
-    max_overflow: int,
-    pool_timeout: float,
-    pool_recycle: float | None,
-    pool_pre_ping: bool,
-    pool_use_lifo: bool,
-    echo: bool,
-    connect_args: Mapping[str, Any] | None,
-    connect_timeout: float | None,
-    statement_timeout: float | None,
-    statement_deadline: float | None,
-    isolation_level: str | None,
-    engine_options: Mapping[str, Any] | None,
-    prepare_threshold: object,
-) -> EngineParts:
+def build_engine(url: DatabaseURL, o: Mapping[str, Any], *, is_async: bool) -> EngineParts:
+    """The engine for the checked options ``o``, with its listeners and deadlines."""
     sa_url, server_settings = split_libpq_options(sqlalchemy_url(url, is_async=is_async))
+    connect_args = o["connect_args"]
     if server_settings:
         connect_args = {
             **(connect_args or {}),
@@ -143,48 +127,33 @@ def build_engine(
         driver = sa_url.get_driver_name()  # loads the dialect
     except sa_exc.NoSuchModuleError:
         raise _no_such_dialect(sa_url) from None
-    default_isolation = normalize_isolation(isolation_level)
-    args = engine_arguments(
-        url,
-        sa_url,
-        pool_size=pool_size,
-        max_overflow=max_overflow,
-        pool_timeout=pool_timeout,
-        pool_recycle=pool_recycle,
-        pool_pre_ping=pool_pre_ping,
-        pool_use_lifo=pool_use_lifo,
-        echo=echo,
-        connect_args=connect_args,
-        connect_timeout=connect_timeout,
-        statement_timeout=statement_timeout,
-        isolation_level=isolation_option(sa_url.get_backend_name(), default_isolation) if default_isolation else None,
-        engine_options=engine_options,
-    )
-    apply_prepare_threshold(args, driver, prepare_threshold)
-    deadline = resolve_statement_deadline(statement_timeout, statement_deadline)
+    args = engine_arguments(url, sa_url, o, connect_args)
+    apply_prepare_threshold(args, driver, o["prepare_threshold"])
+    deadline = resolve_statement_deadline(o["statement_timeout"], o["statement_deadline"])
     bounded = deadline_connect_args(driver, deadline, is_async=is_async)
     if bounded:  # the user's connect_args win
         args["connect_args"] = {**bounded, **args.get("connect_args", {})}
     engine = create_engine_checked(sa_url, args, is_async=is_async)
     sync_engine: sa.Engine = engine.sync_engine if is_async else engine
-    install_listeners(sync_engine, statement_timeout=statement_timeout)
-    if "creator" not in (engine_options or {}):  # the user's own creator opens connections as it likes
+    install_listeners(sync_engine, statement_timeout=o["statement_timeout"])
+    if "creator" not in (o["engine_options"] or {}):  # the user's own creator opens connections as it likes
         install_deadline(sync_engine, deadline)
     dialect = sync_engine.dialect
     pool = sync_engine.pool
+    timeout, overflow = o["pool_timeout"], o["max_overflow"]
     if isinstance(pool, QueuePool):
-        limits = PoolLimits(pool.size(), pool.size() + max_overflow, pool_timeout, pool.size(), max_overflow)
+        limits = PoolLimits(pool.size(), pool.size() + overflow, timeout, pool.size(), overflow)
     else:  # one shared connection (in-memory SQLite): it is never exhausted
-        limits = PoolLimits(1, 2**31, pool_timeout, 1, 0)
+        limits = PoolLimits(1, 2**31, timeout, 1, 0)
     return EngineParts(
         engine=engine,
         sa_engine=sync_engine,
         dialect=dialect.name,
         translator=Translator(lexer_for(dialect.name), target_for(dialect.driver, dialect.paramstyle)),
         limits=limits,
-        pre_ping=pool_pre_ping,
-        ping_budget=ping_budget(pool_timeout, connect_timeout, deadline),
-        connect_timeout=connect_timeout or 0.0,
+        pre_ping=o["pool_pre_ping"],
+        ping_budget=ping_budget(timeout, o["connect_timeout"], deadline),
+        connect_timeout=o["connect_timeout"] or 0.0,
         open=OpenConnections(sync_engine),
         loggers=tuple(_engine_loggers(sync_engine)),
     )
@@ -255,26 +224,15 @@ def split_libpq_options(sa_url: sa.URL) -> tuple[sa.URL, dict[str, str]]:
 
 
 def engine_arguments(
-    url: DatabaseURL,
-    sa_url: sa.URL,
-    *,
-    pool_size: int,
-    max_overflow: int,
-    pool_timeout: float,
-    pool_recycle: float | None,
-    pool_pre_ping: bool,
-    pool_use_lifo: bool,
-    echo: bool,
-    connect_args: Mapping[str, Any] | None,
-    connect_timeout: float | None,
-    statement_timeout: float | None,
-    isolation_level: str | None,
-    engine_options: Mapping[str, Any] | None,
+    url: DatabaseURL, sa_url: sa.URL, o: Mapping[str, Any], connect_args: Mapping[str, Any] | None
 ) -> dict[str, Any]:
+    """``create_engine`` arguments from the checked options ``o``."""
     dialect, driver = sa_url.get_backend_name(), sa_url.get_driver_name()
-    args: dict[str, Any] = {"echo": echo}
+    args: dict[str, Any] = {"echo": o["echo"]}
     driver_args = dict(
-        timeout_connect_args(dialect, driver, connect_timeout=connect_timeout, statement_timeout=statement_timeout)
+        timeout_connect_args(
+            dialect, driver, connect_timeout=o["connect_timeout"], statement_timeout=o["statement_timeout"]
+        )
     )
     if is_memory_sqlite(url):
         # One in-memory database must be one connection, shared; a pool of several
@@ -284,12 +242,12 @@ def engine_arguments(
             driver_args["check_same_thread"] = False
     else:
         args.update(
-            pool_size=pool_size,
-            max_overflow=max_overflow,
-            pool_timeout=pool_timeout,
-            pool_recycle=-1 if pool_recycle is None else pool_recycle,
-            pool_pre_ping=pool_pre_ping,
-            pool_use_lifo=pool_use_lifo,
+            pool_size=o["pool_size"],
+            max_overflow=o["max_overflow"],
+            pool_timeout=o["pool_timeout"],
+            pool_recycle=-1 if o["pool_recycle"] is None else o["pool_recycle"],
+            pool_pre_ping=o["pool_pre_ping"],
+            pool_use_lifo=o["pool_use_lifo"],
         )
     user_args = dict(connect_args or {})
     if isinstance(user_args.get("server_settings"), Mapping) and "server_settings" in driver_args:
@@ -297,9 +255,10 @@ def engine_arguments(
     driver_args.update(user_args)
     if driver_args:
         args["connect_args"] = driver_args
-    if isolation_level:
-        args["isolation_level"] = isolation_level
-    args.update(engine_options or {})
+    level = normalize_isolation(o["isolation_level"])
+    if level:
+        args["isolation_level"] = isolation_option(dialect, level)
+    args.update(o["engine_options"] or {})
     return args
 
 

@@ -7,9 +7,9 @@ read options, and the engine code loads only when a database is created.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
-from structum_lab.plugins.database import AsyncDatabaseInterface, DatabaseInterface, DatabaseURL, Option, hookimpl
+from structum_lab.plugins.database import Option
+from structum_lab.plugins.database.kit import backend_hooks
 
 OPTIONS: Mapping[str, Option] = {
     "pool_use_lifo": Option("pool_use_lifo", "bool", False, "Reuse the most recently returned connection first"),
@@ -26,19 +26,4 @@ OPTIONS: Mapping[str, Option] = {
 }
 
 
-@hookimpl
-def structum_database_options(is_async: bool) -> Mapping[str, Option]:
-    return OPTIONS
-
-
-@hookimpl
-def structum_database_connect(
-    url: DatabaseURL, options: Mapping[str, Any], is_async: bool
-) -> DatabaseInterface | AsyncDatabaseInterface:
-    if is_async:
-        from ._database_async import AsyncSQLAlchemyDatabase
-
-        return AsyncSQLAlchemyDatabase(url, **options)
-    from ._database import SQLAlchemyDatabase
-
-    return SQLAlchemyDatabase(url, **options)
+structum_database_options, structum_database_connect = backend_hooks(__package__ or "", "SQLAlchemyDatabase", OPTIONS)

@@ -20,6 +20,7 @@ from .._config.connect import class_options
 from .._config.manager import get_plugin_manager
 from .._contract.driver import Driver, RawT
 from .._contract.health import HealthCheckResult
+from .._contract.options import COMMON_OPTIONS, Option, validate_options
 from .._contract.protocols import IsolationLevel, Params, PoolInfo, Result
 from .._contract.url import DatabaseURL
 from .connection import ConnT, TransactionBlock
@@ -30,6 +31,9 @@ from .secrets import CORE_LOGGERS, Secrets, collect_secrets, protect_logs
 
 __all__ = ["EngineDatabase"]
 
+#: What ``locals()`` of a constructor holds besides its options.
+_NOT_OPTIONS = frozenset({"self", "url", "__class__"})
+
 
 class EngineDatabase(Generic[ConnT]):
     """A pooled database: transactions, one-shot statements, health, pool figures, shutdown."""
@@ -39,36 +43,38 @@ class EngineDatabase(Generic[ConnT]):
     #: True for the asyncio classes.
     is_async: ClassVar[bool] = False
 
+    #: The options the class accepts beyond ``COMMON_OPTIONS`` (its backend plugin's table).
+    backend_options: ClassVar[Mapping[str, Option]] = {}
+
     _engine: Engine[Any]
     _factory: type[ConnT]
     _url: DatabaseURL
     _name: str
     _secrets: Secrets
+    _echo: bool
     health_check_timeout: float
     health_degraded_ms: float
 
-    def _setup(
-        self,
-        url: str | DatabaseURL,
-        *,
-        name: str | None,
-        connect_args: Mapping[str, object] | None,
-        health_check_timeout: float,
-        health_degraded_ms: float,
-    ) -> DatabaseURL:
-        """Identity and secrets, before the driver is built (the driver may need both)."""
+    def _setup(self, url: str | DatabaseURL, given: Mapping[str, object]) -> tuple[DatabaseURL, dict[str, Any]]:
+        """Check the constructor's arguments (``locals()``) as ``connect()`` and ``from_config()``
+        check theirs, with the same messages; set up the identity and the secrets. Returns the
+        URL and the checked options the backend builds its driver from."""
+        values = {key: value for key, value in given.items() if key not in _NOT_OPTIONS}
+        accepted = {**COMMON_OPTIONS, **self.backend_options}
+        options = validate_options(values, accepted, where=f"{type(self).__name__}()")
         parsed = DatabaseURL.parse(url)
         self._url = parsed
-        self._name = name or parsed.database or parsed.dialect
-        self._secrets = Secrets([*parsed.secrets(), *collect_secrets(connect_args)])
+        self._name = options.pop("name", None) or parsed.database or parsed.dialect
+        self._secrets = Secrets([*parsed.secrets(), *collect_secrets(options.get("connect_args"))])
         protect_logs(self._secrets, CORE_LOGGERS)  # the driver adds its own loggers
-        self.health_check_timeout = float(health_check_timeout)
-        self.health_degraded_ms = float(health_degraded_ms)
+        self.health_check_timeout = options.pop("health_check_timeout", 5.0)
+        self.health_degraded_ms = options.pop("health_degraded_ms", 1000.0)
+        self._echo = bool(options.get("echo"))
         get_plugin_manager().load_observer_entry_points()
         ensure_reaper()  # returns connections that are garbage-collected without close()
-        return parsed
+        return parsed, options
 
-    def _attach(self, driver: Driver[RawT], factory: type[ConnT], *, echo: bool) -> None:
+    def _attach(self, driver: Driver[RawT], factory: type[ConnT]) -> None:
         """Put the engine on ``driver``; ``factory`` is the backend's connection class."""
         self._factory = factory
         self._engine = Engine(
@@ -77,7 +83,7 @@ class EngineDatabase(Generic[ConnT]):
             name=self._name,
             backend=self.backend_name,
             secrets=self._secrets,
-            echo=echo,
+            echo=self._echo,
             health_check_timeout=self.health_check_timeout,
             health_degraded_ms=self.health_degraded_ms,
         )
