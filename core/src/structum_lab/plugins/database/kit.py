@@ -13,7 +13,7 @@ from __future__ import annotations
 from ._config.exports import backend_hooks, lazy_exports, open_database
 from ._contract.driver import Driver, DriverBase, Rows
 from ._contract.driver_async import AsyncDriver, AsyncDriverBase, AsyncRows
-from ._contract.features import ALL_ISOLATION_LEVELS, Features, PoolExhausted, PoolLimits
+from ._contract.features import ALL_ISOLATION_LEVELS, Features, NoRows, PoolExhausted, PoolLimits
 from ._contract.health import OK_MESSAGE
 from ._contract.options import COMMON_OPTIONS, Option, validate_options
 from ._contract.rows import GC_PAUSE_ROWS, Row, paused_gc
@@ -69,9 +69,9 @@ from ._engine.params import (
 )
 from ._engine.pool_stats import PoolStats, pool_exhausted_message
 from ._engine.prepare import PSYCOPG_PREPARE_THRESHOLD, normalize_prepare_threshold
-from ._engine.result import EngineResult
-from ._engine.result_async import AsyncEngineResult
-from ._engine.results import AsyncBufferedResult, AwaitableResult, BufferedResult
+from ._engine.result import BufferedResult, EngineResult, ListRows, ScalarResult
+from ._engine.result_async import AsyncBufferedResult, AsyncEngineResult, AsyncListRows, AsyncScalarResult
+from ._engine.results import AwaitableResult
 from ._engine.scope import TransactionScope, current_task_id
 from ._engine.secrets import DRIVER_LOGGERS, ScrubbingFilter, Secrets, collect_secrets, protect_logs
 
@@ -98,6 +98,11 @@ __all__ = [
     "EngineDatabase",
     "EngineResult",
     "Features",
+    "ListRows",
+    "AsyncListRows",
+    "AsyncScalarResult",
+    "NoRows",
+    "ScalarResult",
     "PoolExhausted",
     "PoolLimits",
     "Rows",

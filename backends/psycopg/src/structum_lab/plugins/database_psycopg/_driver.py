@@ -112,6 +112,9 @@ class PsycopgRows:
         values = cursor.fetchone()
         return None if values is None else values[0]
 
+    def close(self) -> None:
+        self.cursor.close()
+
 
 def connection_class(monitor: ConnectMonitor, isolation: IsolationLevel | None, deadline: float | None) -> type[Raw]:
     """A ``psycopg`` connection subclass whose ``connect`` reports to ``monitor`` and whose

@@ -110,6 +110,9 @@ class AsyncPsycopgRows:
         values = await cursor.fetchone()
         return None if values is None else values[0]
 
+    async def close(self) -> None:
+        await self.cursor.close()
+
 
 def connection_class(
     monitor: ConnectMonitor, isolation: IsolationLevel | None, deadline: float | None

@@ -15,17 +15,19 @@ from structum_lab.plugins.database.kit import lazy_exports
 if TYPE_CHECKING:
     from ._database import SQLAlchemyConnection, SQLAlchemyDatabase
     from ._database_async import AsyncSQLAlchemyConnection, AsyncSQLAlchemyDatabase
-    from ._engine import SQLAlchemyPoolTimeoutError
+    from ._engine import SQLAlchemyMultipleResultsFound, SQLAlchemyNoResultFound, SQLAlchemyPoolTimeoutError
 
 __all__ = [
     "AsyncSQLAlchemyConnection",
     "AsyncSQLAlchemyDatabase",
     "SQLAlchemyConnection",
     "SQLAlchemyDatabase",
+    "SQLAlchemyMultipleResultsFound",
+    "SQLAlchemyNoResultFound",
     "SQLAlchemyPoolTimeoutError",
 ]
 
 _WHERE = {name: "._database_async" if name.startswith("Async") else "._database" for name in __all__}
-_WHERE["SQLAlchemyPoolTimeoutError"] = "._engine"
+_WHERE.update(dict.fromkeys(__all__[-3:], "._engine"))
 
 __getattr__, __dir__ = lazy_exports(__name__, _WHERE)

@@ -25,13 +25,14 @@ from structum_lab.plugins.database.kit import (
     Bound,
     DriverBase,
     Features,
+    NoRows,
     PoolExhausted,
     log,
     paused_gc,
     round_trip_cap,
 )
 
-from ._engine import EngineParts, SQLAlchemyPoolTimeoutError, describe_connection, isolation_option, sync_connection
+from ._engine import ERROR_CLASSES, EngineParts, describe_connection, isolation_option, sync_connection
 
 __all__ = ["SQLAlchemyDriver"]
 
@@ -60,7 +61,7 @@ class SQLAlchemyRows:
     def _cursor_or_end(self) -> Any:
         cursor = self._cursor
         if cursor is None and not self.returns_rows:
-            raise sa_exc.ResourceClosedError("This result object does not return rows.")
+            raise NoRows
         return cursor
 
     def _exhausted(self) -> None:
@@ -105,6 +106,10 @@ class SQLAlchemyRows:
             self._exhausted()
         return None if values is None else values[0]
 
+    def close(self) -> None:
+        if self._cursor is not None:
+            self._exhausted()
+
 
 def reset_driver_transaction(sa_conn: sa.Connection) -> None:
     """Roll back at the driver after a failed COMMIT.
@@ -133,7 +138,7 @@ class SQLAlchemyDriver(DriverBase[Connection]):
     """Any database SQLAlchemy has a dialect for."""
 
     errors = (sa_exc.SQLAlchemyError, OSError, TypeError, ValueError)
-    pool_timeout_error = SQLAlchemyPoolTimeoutError
+    error_classes = ERROR_CLASSES
 
     def __init__(self, parts: EngineParts) -> None:
         self.parts = parts

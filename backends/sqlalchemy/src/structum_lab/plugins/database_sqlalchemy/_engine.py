@@ -21,7 +21,15 @@ from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import QueuePool, StaticPool
 
-from structum_lab.plugins.database import ConfigurationError, DatabaseURL, IsolationLevel, PoolTimeoutError
+from structum_lab.plugins.database import (
+    ConfigurationError,
+    DatabaseError,
+    DatabaseURL,
+    IsolationLevel,
+    MultipleResultsFound,
+    NoResultFound,
+    PoolTimeoutError,
+)
 from structum_lab.plugins.database.kit import (
     DRIVER_LOGGERS,
     PSYCOPG_PREPARE_THRESHOLD,
@@ -48,8 +56,11 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = [
+    "ERROR_CLASSES",
     "EngineParts",
     "OpenConnections",
+    "SQLAlchemyMultipleResultsFound",
+    "SQLAlchemyNoResultFound",
     "SQLAlchemyPoolTimeoutError",
     "build_engine",
     "describe_connection",
@@ -67,6 +78,22 @@ _SA_ISOLATION: Final[dict[IsolationLevel, str]] = {
 
 class SQLAlchemyPoolTimeoutError(PoolTimeoutError, sa_exc.TimeoutError):
     """Pool exhausted: catchable as core ``PoolTimeoutError`` and as ``sqlalchemy.exc.TimeoutError``."""
+
+
+class SQLAlchemyNoResultFound(NoResultFound, sa_exc.NoResultFound):
+    """``one()`` found no row: catchable as core's and as SQLAlchemy's ``NoResultFound``."""
+
+
+class SQLAlchemyMultipleResultsFound(MultipleResultsFound, sa_exc.MultipleResultsFound):
+    """``one()`` found several rows: catchable as core's and as SQLAlchemy's ``MultipleResultsFound``."""
+
+
+#: The engine's own errors, raised as these subclasses on this backend.
+ERROR_CLASSES: Final[Mapping[type[DatabaseError], type[DatabaseError]]] = {
+    PoolTimeoutError: SQLAlchemyPoolTimeoutError,
+    NoResultFound: SQLAlchemyNoResultFound,
+    MultipleResultsFound: SQLAlchemyMultipleResultsFound,
+}
 
 
 class OpenConnections:

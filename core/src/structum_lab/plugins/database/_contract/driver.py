@@ -19,10 +19,10 @@ names (``Driver``...) have sync twins without the prefix (``Driver``...).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
-from .errors import ConfigurationError, PoolTimeoutError
+from .errors import ConfigurationError, DatabaseError
 from .features import Features, PoolLimits
 from .protocols import IsolationLevel, PoolInfo
 from .rows import Row
@@ -40,8 +40,9 @@ class Rows(Protocol):
     """What ``execute()`` returns: the rows of one statement, as core :class:`Row` dicts.
 
     A fetch past the last row gives ``None`` / ``[]``. The engine checks nothing before a
-    fetch; when one fails it asks :attr:`returns_rows` to tell "this statement returns
-    no rows" (``INSERT`` without ``RETURNING``) from a real error.
+    fetch: asked for rows of a statement that returns none (``INSERT`` without
+    ``RETURNING``), raise :class:`NoRows` or a driver error (the engine then asks
+    :attr:`returns_rows`); the user gets a ``ProgrammingError`` that says to use ``rowcount``.
     """
 
     @property
@@ -62,6 +63,10 @@ class Rows(Protocol):
 
     def scalar(self) -> object:
         """The first column of the next row, by position (``None`` without a row)."""
+        ...
+
+    def close(self) -> None:
+        """Discard what is left (the cursor goes now); later fetches give ``None``/``[]``."""
         ...
 
 
@@ -94,8 +99,10 @@ class Driver(Protocol[RawT]):
         ...
 
     @property
-    def pool_timeout_error(self) -> type[PoolTimeoutError]:
-        """The class raised when the pool is exhausted (a :class:`PoolTimeoutError`)."""
+    def error_classes(self) -> Mapping[type[DatabaseError], type[DatabaseError]]:
+        """Subclasses to raise instead of the engine's own errors (``PoolTimeoutError``,
+        ``NoResultFound``, ``MultipleResultsFound``), e.g. to make them catchable as the
+        driver library's own too."""
         ...
 
     @property
@@ -228,7 +235,7 @@ class DriverBase(Generic[RawT]):
     limits: PoolLimits
     errors: tuple[type[BaseException], ...]
     translator: Translator
-    pool_timeout_error: type[PoolTimeoutError] = PoolTimeoutError
+    error_classes: Mapping[type[DatabaseError], type[DatabaseError]] = {}
     loggers: Sequence[str | logging.Logger] = ()
 
     def open(self) -> None:

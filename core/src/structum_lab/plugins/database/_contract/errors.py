@@ -21,6 +21,8 @@ __all__ = [
     "DatabaseError",
     "DeadlockError",
     "IntegrityError",
+    "MultipleResultsFound",
+    "NoResultFound",
     "OperationalError",
     "ParameterError",
     "PoolTimeoutError",
@@ -147,3 +149,11 @@ class DataError(QueryError):
 
 class TransactionError(DatabaseError):
     """The API was used out of order: a connection used after its block ended, or closed."""
+
+
+class NoResultFound(DatabaseError):
+    """``one()`` or ``scalar_one()`` found no row."""
+
+
+class MultipleResultsFound(DatabaseError):
+    """``one()``, ``one_or_none()`` or a ``scalar_one*()`` found more than one row."""

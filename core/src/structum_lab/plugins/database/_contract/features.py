@@ -12,7 +12,7 @@ from typing import Final, get_args
 
 from .protocols import IsolationLevel
 
-__all__ = ["ALL_ISOLATION_LEVELS", "Features", "PoolExhausted", "PoolLimits"]
+__all__ = ["ALL_ISOLATION_LEVELS", "Features", "NoRows", "PoolExhausted", "PoolLimits"]
 
 ALL_ISOLATION_LEVELS: Final[frozenset[IsolationLevel]] = frozenset(get_args(IsolationLevel))
 
@@ -75,4 +75,11 @@ class PoolExhausted(Exception):
 
     The engine counts the timeout, tells the observers and raises the driver's
     ``pool_timeout_error`` (a :class:`PoolTimeoutError`) with the message users read.
+    """
+
+
+class NoRows(Exception):
+    """Raised by a driver's rows when asked for rows of a statement that returns none.
+
+    The engine raises ``ProgrammingError`` saying to use ``rowcount`` instead.
     """

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import time
 from asyncio import AbstractEventLoop
-from typing import TYPE_CHECKING, Generic, Literal, cast
+from typing import TYPE_CHECKING, Generic, Literal, TypeVar, cast
 
 from .._config.manager import get_plugin_manager
 from .._contract.driver import Driver, RawT
 from .._contract.errors import ConnectionLostError, DatabaseError, PoolTimeoutError, TransactionError
-from .._contract.features import PoolExhausted
+from .._contract.features import NoRows, PoolExhausted
 from .._contract.health import HealthCheckResult
 from .._contract.protocols import DatabaseInterface, IsolationLevel, PoolInfo
 from . import leaks
@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from .connection import EngineConnection
 
 __all__ = ["Engine"]
+
+E = TypeVar("E", bound=DatabaseError)
 
 _TX_HOOK = "structum_database_transaction_finished"
 
@@ -60,6 +62,7 @@ class Engine(Generic[RawT]):
         "name",
         "opened",
         "plugins",
+        "read_errors",
         "scope",
         "secrets",
         "stats",
@@ -86,6 +89,7 @@ class Engine(Generic[RawT]):
         self.features = driver.features
         self.translator = driver.translator
         self.errors = driver.errors
+        self.read_errors: tuple[type[BaseException], ...] = (NoRows, *driver.errors)
         self.echo = echo and not driver.features.logs_sql
         self.health_check_timeout = health_check_timeout
         self.health_degraded_ms = health_degraded_ms
@@ -165,7 +169,7 @@ class Engine(Generic[RawT]):
             max_overflow=limits.max_overflow,
             info=info,
         )
-        return self.driver.pool_timeout_error(message + limits.hint, backend=self.backend)
+        return self.error_class(PoolTimeoutError)(message + limits.hint, backend=self.backend)
 
     def _after_fork(self) -> object:
         """In a forked child: a pool of its own (opened at the next checkout); the parent's
@@ -248,6 +252,10 @@ class Engine(Generic[RawT]):
         self.plugins.transaction_finished(self.database, outcome, time.perf_counter() - started, error)
 
     # -- errors ------------------------------------------------------------------------
+
+    def error_class(self, core: type[E]) -> type[E]:
+        """The class to raise for one of the engine's own errors (a driver may subclass it)."""
+        return cast("type[E]", self.driver.error_classes.get(core, core))
 
     def translate(
         self, exc: BaseException, raw: RawT | None = None, *, connecting: bool = False, context: str = ""

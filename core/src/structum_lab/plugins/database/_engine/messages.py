@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["ABORTED_TRANSACTION", "CONNECTION_ENDED", "NESTED_OPTIONS", "NOTHING_EXECUTED", "NO_ROWS"]
+__all__ = [
+    "ABORTED_TRANSACTION",
+    "CONNECTION_ENDED",
+    "MULTIPLE_ROWS",
+    "NESTED_OPTIONS",
+    "NOTHING_EXECUTED",
+    "NO_ROW",
+    "NO_ROWS",
+]
 
 CONNECTION_ENDED: Final = (
     "this connection's transaction has ended (its transaction() block exited or close() was called); "
@@ -24,4 +32,9 @@ ABORTED_TRANSACTION: Final = (
     "the transaction was rolled back, not committed: a statement in it failed and the transaction was not "
     "rolled back to a savepoint, so PostgreSQL aborted it. Catch errors inside 'with conn.transaction():' "
     "(a savepoint) to continue after a failed statement"
+)
+NO_ROW: Final = "the statement returned no row, and one() needs exactly one; use one_or_none() or first() to allow none"
+MULTIPLE_ROWS: Final = (
+    "the statement returned more than one row, and one()/one_or_none() need at most one; "
+    "use first() for the first row, or add a WHERE clause or LIMIT 1"
 )

@@ -32,7 +32,7 @@ from .._contract.protocols import (
     Result,
 )
 from .._contract.rows import Row
-from .._engine.results import BufferedResult
+from .._engine.result import BufferedResult
 from .locks import ReentrantLock
 
 __all__ = ["RollbackDatabase"]

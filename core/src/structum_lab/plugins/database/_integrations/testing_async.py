@@ -29,7 +29,7 @@ from .._contract.protocols import (
     PoolInfo,
 )
 from .._contract.rows import Row
-from .._engine.results import AsyncBufferedResult
+from .._engine.result_async import AsyncBufferedResult
 from .locks import AsyncReentrantLock
 
 __all__ = ["AsyncRollbackDatabase"]
