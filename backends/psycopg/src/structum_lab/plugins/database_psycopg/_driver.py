@@ -21,7 +21,7 @@ from time import monotonic
 from typing import Any, Final, cast
 
 import psycopg
-from psycopg import Connection, Cursor, pq
+from psycopg import Connection, Cursor, ServerCursor, pq
 from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
@@ -43,7 +43,16 @@ from structum_lab.plugins.database.kit import (
 )
 from structum_lab.plugins.database.kit_psycopg import PsycopgDeadline
 
-from ._pool import CLOSE_WAIT, COLD_RETRY, COLD_SLICE, COLD_VERIFY, TRANSLATOR, psycopg_isolation, stamp
+from ._pool import (
+    CLOSE_WAIT,
+    COLD_RETRY,
+    COLD_SLICE,
+    COLD_VERIFY,
+    STREAM_NAMES,
+    TRANSLATOR,
+    psycopg_isolation,
+    stamp,
+)
 from ._settings import PoolSettings
 
 __all__ = ["PsycopgDriver", "Raw"]
@@ -53,7 +62,6 @@ Raw = Connection[Row]
 _IDLE = pq.TransactionStatus.IDLE
 _INTRANS = pq.TransactionStatus.INTRANS
 _INERROR = pq.TransactionStatus.INERROR
-_TUPLES_OK = pq.ExecStatus.TUPLES_OK
 _check_connection = ConnectionPool.check_connection
 
 FEATURES: Final = Features(
@@ -75,7 +83,7 @@ class PsycopgRows:
 
     __slots__ = ("cursor",)
 
-    def __init__(self, cursor: Cursor[Row]) -> None:
+    def __init__(self, cursor: Cursor[Row] | ServerCursor[Row]) -> None:
         self.cursor = cursor
 
     @property
@@ -84,8 +92,7 @@ class PsycopgRows:
 
     @property
     def returns_rows(self) -> bool:
-        result = self.cursor.pgresult
-        return result is not None and result.status == _TUPLES_OK
+        return self.cursor.description is not None
 
     def keys(self) -> list[str]:
         description = self.cursor.description
@@ -484,6 +491,15 @@ class PsycopgDriver(DriverBase[Raw]):
 
     def execute(self, raw: Raw, sql: str, params: Bound) -> PsycopgRows:
         cursor = raw.cursor()
+        if params is None:
+            cursor.execute(sql)
+        else:
+            cursor.execute(sql, params)
+        return PsycopgRows(cursor)
+
+    def stream(self, raw: Raw, sql: str, params: Bound, batch_size: int) -> PsycopgRows:
+        cursor = raw.cursor(name=next(STREAM_NAMES))  # DECLARE ... CURSOR: read batch by batch
+        cursor.itersize = batch_size
         if params is None:
             cursor.execute(sql)
         else:

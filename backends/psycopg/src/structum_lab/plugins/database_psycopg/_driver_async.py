@@ -18,7 +18,7 @@ from time import monotonic
 from typing import Any, Final, cast
 
 import psycopg
-from psycopg import AsyncConnection, AsyncCursor, pq
+from psycopg import AsyncConnection, AsyncCursor, AsyncServerCursor, pq
 from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
@@ -41,7 +41,16 @@ from structum_lab.plugins.database.kit import (
 )
 from structum_lab.plugins.database.kit_psycopg import AsyncPsycopgDeadline
 
-from ._pool import CLOSE_WAIT, COLD_RETRY, COLD_SLICE, COLD_VERIFY, TRANSLATOR, psycopg_isolation, stamp
+from ._pool import (
+    CLOSE_WAIT,
+    COLD_RETRY,
+    COLD_SLICE,
+    COLD_VERIFY,
+    STREAM_NAMES,
+    TRANSLATOR,
+    psycopg_isolation,
+    stamp,
+)
 from ._settings import PoolSettings
 
 __all__ = ["AsyncPsycopgDriver", "AsyncRaw"]
@@ -51,7 +60,6 @@ AsyncRaw = AsyncConnection[Row]
 _IDLE = pq.TransactionStatus.IDLE
 _INTRANS = pq.TransactionStatus.INTRANS
 _INERROR = pq.TransactionStatus.INERROR
-_TUPLES_OK = pq.ExecStatus.TUPLES_OK
 _check_connection = AsyncConnectionPool.check_connection
 
 FEATURES: Final = Features(
@@ -73,7 +81,7 @@ class AsyncPsycopgRows:
 
     __slots__ = ("cursor",)
 
-    def __init__(self, cursor: AsyncCursor[Row]) -> None:
+    def __init__(self, cursor: AsyncCursor[Row] | AsyncServerCursor[Row]) -> None:
         self.cursor = cursor
 
     @property
@@ -82,8 +90,7 @@ class AsyncPsycopgRows:
 
     @property
     def returns_rows(self) -> bool:
-        result = self.cursor.pgresult
-        return result is not None and result.status == _TUPLES_OK
+        return self.cursor.description is not None
 
     def keys(self) -> list[str]:
         description = self.cursor.description
@@ -487,6 +494,15 @@ class AsyncPsycopgDriver(AsyncDriverBase[AsyncRaw]):
 
     async def execute(self, raw: AsyncRaw, sql: str, params: Bound) -> AsyncPsycopgRows:
         cursor = raw.cursor()
+        if params is None:
+            await cursor.execute(sql)
+        else:
+            await cursor.execute(sql, params)
+        return AsyncPsycopgRows(cursor)
+
+    async def stream(self, raw: AsyncRaw, sql: str, params: Bound, batch_size: int) -> AsyncPsycopgRows:
+        cursor = raw.cursor(name=next(STREAM_NAMES))  # DECLARE ... CURSOR: read batch by batch
+        cursor.itersize = batch_size
         if params is None:
             await cursor.execute(sql)
         else:

@@ -109,6 +109,69 @@ class AsyncSQLAlchemyRows:
             self._exhausted()
 
 
+class AsyncSQLAlchemyStream:
+    """The rows of a query read from a server-side cursor (``stream_results``): each fetch may
+    be a round trip, so on asyncio it runs in SQLAlchemy's greenlet."""
+
+    __slots__ = ("_keys", "_raw", "_result")
+    returns_rows = True
+    rowcount = -1
+
+    def __init__(self, raw: AsyncConnection, result: sa.CursorResult[Any]) -> None:
+        self._raw = raw
+        self._result = result
+        self._keys = list(result.keys())
+
+    def keys(self) -> list[str]:
+        return list(self._keys)
+
+    async def fetchmany(self, size: int) -> list[Row]:
+        if size <= 0:
+            return []
+        if ASYNC:  # ASYNC
+            batch = await self._raw.run_sync(_fetch, self._result, size)
+        else:
+            batch = self._result.fetchmany(size)
+        keys = self._keys
+        with paused_gc(len(batch)):
+            return [Row(zip(keys, values, strict=False)) for values in batch]
+
+    async def fetchone(self) -> Row | None:
+        rows = await self.fetchmany(1)
+        return rows[0] if rows else None
+
+    async def fetchall(self) -> list[Row]:
+        rows: list[Row] = []
+        while batch := await self.fetchmany(1000):
+            rows += batch
+        return rows
+
+    async def scalar(self) -> object:
+        row = await self.fetchone()
+        return None if row is None else next(iter(row.values()), None)
+
+    async def close(self) -> None:
+        if ASYNC:  # ASYNC
+            await self._raw.run_sync(_close, self._result)
+        else:
+            self._result.close()
+
+
+def _fetch(_sa_conn: sa.Connection, result: sa.CursorResult[Any], size: int) -> Sequence[sa.Row[Any]]:
+    return result.fetchmany(size)
+
+
+def _close(_sa_conn: sa.Connection, result: sa.CursorResult[Any]) -> None:
+    result.close()
+
+
+def _execute_streaming(sa_conn: sa.Connection, sql: str, params: Any, batch_size: int) -> sa.CursorResult[Any]:
+    options = {"stream_results": True, "max_row_buffer": batch_size}
+    if params is None:
+        return sa_conn.exec_driver_sql(sql, execution_options={**options, **_NO_PARAMS})
+    return sa_conn.exec_driver_sql(sql, tuple(params) if type(params) is list else params, execution_options=options)
+
+
 def reset_driver_transaction(sa_conn: sa.Connection) -> None:
     """Roll back at the driver after a failed COMMIT.
 
@@ -151,6 +214,7 @@ class AsyncSQLAlchemyDriver(AsyncDriverBase[AsyncConnection]):
             transactional_ddl=dialect in ("postgresql", "sqlite", "mssql"),
             autocommit=postgres,
             aborted_state=postgres and parts.sa_engine.dialect.driver.startswith("psycopg"),
+            server_side_cursors=True,
             logs_sql=True,
         )
         # Every connection lent out, until it is returned. A Connection sits in a reference
@@ -300,6 +364,13 @@ class AsyncSQLAlchemyDriver(AsyncDriverBase[AsyncConnection]):
         else:
             result = await raw.exec_driver_sql(sql, params)
         return AsyncSQLAlchemyRows(result)
+
+    async def stream(self, raw: AsyncConnection, sql: str, params: Bound, batch_size: int) -> AsyncSQLAlchemyStream:
+        if ASYNC:  # ASYNC
+            result = await raw.run_sync(_execute_streaming, sql, params, batch_size)
+        else:
+            result = _execute_streaming(raw, sql, params, batch_size)  # type: ignore[arg-type]
+        return AsyncSQLAlchemyStream(raw, result)
 
     async def executemany(self, raw: AsyncConnection, sql: str, param_sets: Sequence[Bound]) -> int:
         batch: Any = [tuple(b) if type(b) is list else b for b in param_sets]

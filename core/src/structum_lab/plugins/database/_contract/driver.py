@@ -22,7 +22,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
-from .errors import ConfigurationError, DatabaseError
+from .errors import ConfigurationError, DatabaseError, NotSupportedError
 from .features import Features, PoolLimits
 from .protocols import IsolationLevel, PoolInfo
 from .rows import Row
@@ -211,6 +211,12 @@ class Driver(Protocol[RawT]):
         return the rows affected, -1 if unknown."""
         ...
 
+    def stream(self, raw: RawT, sql: str, params: Bound, batch_size: int) -> Rows:
+        """Run a query whose rows are read ``batch_size`` at a time from a server-side cursor (or
+        the driver's streaming mode), never all at once (``features.server_side_cursors``);
+        ``close()`` on the rows closes the cursor."""
+        ...
+
     # -- errors ------------------------------------------------------------------------
 
     def unwrap_error(self, exc: BaseException, raw: RawT | None) -> tuple[BaseException, bool]:
@@ -287,6 +293,9 @@ class DriverBase(Generic[RawT]):
         # Two statements: not every driver takes several in one call (sqlite3, PyMySQL).
         self.command(raw, f"ROLLBACK TO SAVEPOINT {name}")
         self.command(raw, f"RELEASE SAVEPOINT {name}")
+
+    def stream(self, raw: RawT, sql: str, params: Bound, batch_size: int) -> Rows:
+        raise NotSupportedError(f"{type(self).__name__} cannot stream results (features.server_side_cursors is False)")
 
     def unwrap_error(self, exc: BaseException, raw: RawT | None) -> tuple[BaseException, bool]:
         return exc, False

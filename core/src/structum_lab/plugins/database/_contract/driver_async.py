@@ -19,7 +19,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
-from .errors import ConfigurationError, DatabaseError
+from .errors import ConfigurationError, DatabaseError, NotSupportedError
 from .features import Features, PoolLimits
 from .protocols import IsolationLevel, PoolInfo
 from .rows import Row
@@ -208,6 +208,12 @@ class AsyncDriver(Protocol[RawT]):
         return the rows affected, -1 if unknown."""
         ...
 
+    async def stream(self, raw: RawT, sql: str, params: Bound, batch_size: int) -> AsyncRows:
+        """Run a query whose rows are read ``batch_size`` at a time from a server-side cursor (or
+        the driver's streaming mode), never all at once (``features.server_side_cursors``);
+        ``close()`` on the rows closes the cursor."""
+        ...
+
     # -- errors ------------------------------------------------------------------------
 
     def unwrap_error(self, exc: BaseException, raw: RawT | None) -> tuple[BaseException, bool]:
@@ -284,6 +290,9 @@ class AsyncDriverBase(Generic[RawT]):
         # Two statements: not every driver takes several in one call (sqlite3, PyMySQL).
         await self.command(raw, f"ROLLBACK TO SAVEPOINT {name}")
         await self.command(raw, f"RELEASE SAVEPOINT {name}")
+
+    async def stream(self, raw: RawT, sql: str, params: Bound, batch_size: int) -> AsyncRows:
+        raise NotSupportedError(f"{type(self).__name__} cannot stream results (features.server_side_cursors is False)")
 
     def unwrap_error(self, exc: BaseException, raw: RawT | None) -> tuple[BaseException, bool]:
         return exc, False

@@ -23,6 +23,7 @@ __all__ = [
     "IntegrityError",
     "MultipleResultsFound",
     "NoResultFound",
+    "NotSupportedError",
     "OperationalError",
     "ParameterError",
     "PoolTimeoutError",
@@ -141,6 +142,10 @@ class IntegrityError(QueryError):
 
 class ProgrammingError(QueryError):
     """The SQL is invalid: syntax error, unknown table or column, wrong privileges."""
+
+
+class NotSupportedError(ProgrammingError):
+    """The backend, its driver or the database cannot do what was asked (e.g. COPY on SQLite)."""
 
 
 class DataError(QueryError):

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import time
 from asyncio import AbstractEventLoop
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
-from .._contract.driver import RawT
-from .._contract.errors import ProgrammingError, TransactionError
+from .._contract.driver import RawT, Rows
+from .._contract.errors import ParameterError, ProgrammingError, TransactionError
 from .._contract.protocols import IsolationLevel, Params
 from .._contract.rows import Row
 from . import leaks
@@ -43,7 +43,7 @@ class EngineConnection(Generic[RawT]):
     caller its own).
     """
 
-    __slots__ = ("_depth", "_engine", "_epoch", "_last", "_loop", "_raw")
+    __slots__ = ("_depth", "_engine", "_epoch", "_last", "_loop", "_raw", "_streams")
 
     #: The result class ``execute()`` returns (a backend may add escape hatches to it).
     result_class: ClassVar[type[EngineResult]] = EngineResult
@@ -54,6 +54,7 @@ class EngineConnection(Generic[RawT]):
         self._last: EngineResult | None = None
         self._depth = 0
         self._epoch = _epoch()
+        self._streams: list[tuple[Rows, int]] | None = None  # open streams and their savepoint depth
         self._loop: AbstractEventLoop | None
         self._loop = None
 
@@ -111,6 +112,53 @@ class EngineConnection(Generic[RawT]):
             raise engine.translate(exc, raw) from exc
         return total
 
+    def stream(self, sql: str, params: Params = None, *, batch_size: int = 1000) -> Iterator[Row]:
+        """The rows of a query, read ``batch_size`` at a time from a server-side cursor: memory
+        holds about ``batch_size`` rows, however many the query returns.
+
+        ``for row in conn.stream(...)``. Breaking out of the loop, an exception in it,
+        and the end of the transaction close the cursor.
+        """
+        raw = self._live()
+        engine = self._engine
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ParameterError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+        query, bound = engine.translator(sql, params)
+        try:
+            rows = engine.driver.stream(raw, query, bound, batch_size)
+        except engine.errors as exc:
+            raise engine.translate(exc, raw) from exc
+        entry = (rows, self._depth)
+        if self._streams is None:
+            self._streams = []
+        self._streams.append(entry)
+        try:
+            while True:
+                try:
+                    batch = rows.fetchmany(batch_size)
+                except engine.read_errors as exc:
+                    raise EngineResult(rows, engine)._failed(exc) from exc
+                if not batch:
+                    return
+                yield from batch
+        finally:
+            self._close_stream(entry)
+
+    def _close_stream(self, entry: tuple[Rows, int]) -> None:
+        streams = self._streams
+        if streams is not None and entry in streams:
+            streams.remove(entry)
+            try:
+                entry[0].close()
+            except Exception:
+                log.debug("closing a stream's cursor failed", exc_info=True)
+
+    def _close_streams(self, depth: int = 0) -> None:
+        """Close the cursors of streams not read to the end that were opened at ``depth`` or deeper:
+        before the transaction ends, or before a savepoint they were opened in is rolled back."""
+        for entry in [e for e in self._streams or () if e[1] >= depth]:
+            self._close_stream(entry)
+
     def _last_result(self) -> EngineResult:
         if self._last is None:
             raise ProgrammingError(NOTHING_EXECUTED, backend=self._engine.backend)
@@ -135,12 +183,16 @@ class EngineConnection(Generic[RawT]):
     def commit(self) -> None:
         """Commit the work so far; the next statement starts a new transaction."""
         raw = self._live()
+        if self._streams:
+            self._close_streams()
         self._engine.commit(raw)
         self._engine.restart(raw)
 
     def rollback(self) -> None:
         """Roll back the work so far; the next statement starts a new transaction."""
         raw = self._live()
+        if self._streams:
+            self._close_streams()
         self._engine.rollback(raw)
         self._engine.restart(raw)
 
@@ -149,6 +201,8 @@ class EngineConnection(Generic[RawT]):
         raw = self._raw
         if raw is None:
             return
+        if self._streams:
+            self._close_streams()
         self._raw = None
         self._last = None
         # Shielded: a second cancellation arriving during the return would lose the connection.
@@ -206,6 +260,8 @@ class Savepoint(Generic[RawT]):
                 raise engine.translate(error, raw) from error
             return
         try:
+            if conn._streams:
+                conn._close_streams(conn._depth + 1)  # their cursors go with the savepoint
             engine.driver.rollback_to_savepoint(raw, self._name)
         except Exception:
             # The caller's exception is the one that explains what happened.
@@ -256,6 +312,8 @@ class TransactionBlock(Generic[ConnT]):
             if self._started:
                 engine.transaction_finished("rollback", self._started, error)
             return
+        if conn._streams:
+            conn._close_streams()
         conn._raw = None
         conn._last = None
         reset = self._isolation is not None or self._readonly

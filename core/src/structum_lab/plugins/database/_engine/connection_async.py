@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import time
 from asyncio import AbstractEventLoop, get_running_loop, shield
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
-from .._contract.driver_async import RawT
-from .._contract.errors import ProgrammingError, TransactionError
+from .._contract.driver_async import AsyncRows, RawT
+from .._contract.errors import ParameterError, ProgrammingError, TransactionError
 from .._contract.protocols import IsolationLevel, Params
 from .._contract.rows import Row
 from . import leaks
@@ -41,7 +41,7 @@ class AsyncEngineConnection(Generic[RawT]):
     caller its own).
     """
 
-    __slots__ = ("_depth", "_engine", "_epoch", "_last", "_loop", "_raw")
+    __slots__ = ("_depth", "_engine", "_epoch", "_last", "_loop", "_raw", "_streams")
 
     #: The result class ``execute()`` returns (a backend may add escape hatches to it).
     result_class: ClassVar[type[AsyncEngineResult]] = AsyncEngineResult
@@ -52,6 +52,7 @@ class AsyncEngineConnection(Generic[RawT]):
         self._last: AsyncEngineResult | None = None
         self._depth = 0
         self._epoch = _epoch()
+        self._streams: list[tuple[AsyncRows, int]] | None = None  # open streams and their savepoint depth
         self._loop: AbstractEventLoop | None
         if ASYNC:  # ASYNC
             self._loop = get_running_loop()  # where the connection must be returned if it leaks
@@ -112,6 +113,54 @@ class AsyncEngineConnection(Generic[RawT]):
             raise engine.translate(exc, raw) from exc
         return total
 
+    async def stream(self, sql: str, params: Params = None, *, batch_size: int = 1000) -> AsyncIterator[Row]:
+        """The rows of a query, read ``batch_size`` at a time from a server-side cursor: memory
+        holds about ``batch_size`` rows, however many the query returns.
+
+        ``async for row in conn.stream(...)``. Breaking out of the loop, an exception in it,
+        and the end of the transaction close the cursor.
+        """
+        raw = self._live()
+        engine = self._engine
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ParameterError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+        query, bound = engine.translator(sql, params)
+        try:
+            rows = await engine.driver.stream(raw, query, bound, batch_size)
+        except engine.errors as exc:
+            raise engine.translate(exc, raw) from exc
+        entry = (rows, self._depth)
+        if self._streams is None:
+            self._streams = []
+        self._streams.append(entry)
+        try:
+            while True:
+                try:
+                    batch = await rows.fetchmany(batch_size)
+                except engine.read_errors as exc:
+                    raise AsyncEngineResult(rows, engine)._failed(exc) from exc
+                if not batch:
+                    return
+                for row in batch:
+                    yield row
+        finally:
+            await self._close_stream(entry)
+
+    async def _close_stream(self, entry: tuple[AsyncRows, int]) -> None:
+        streams = self._streams
+        if streams is not None and entry in streams:
+            streams.remove(entry)
+            try:
+                await entry[0].close()
+            except Exception:
+                log.debug("closing a stream's cursor failed", exc_info=True)
+
+    async def _close_streams(self, depth: int = 0) -> None:
+        """Close the cursors of streams not read to the end that were opened at ``depth`` or deeper:
+        before the transaction ends, or before a savepoint they were opened in is rolled back."""
+        for entry in [e for e in self._streams or () if e[1] >= depth]:
+            await self._close_stream(entry)
+
     def _last_result(self) -> AsyncEngineResult:
         if self._last is None:
             raise ProgrammingError(NOTHING_EXECUTED, backend=self._engine.backend)
@@ -136,12 +185,16 @@ class AsyncEngineConnection(Generic[RawT]):
     async def commit(self) -> None:
         """Commit the work so far; the next statement starts a new transaction."""
         raw = self._live()
+        if self._streams:
+            await self._close_streams()
         await self._engine.commit(raw)
         await self._engine.restart(raw)
 
     async def rollback(self) -> None:
         """Roll back the work so far; the next statement starts a new transaction."""
         raw = self._live()
+        if self._streams:
+            await self._close_streams()
         await self._engine.rollback(raw)
         await self._engine.restart(raw)
 
@@ -150,6 +203,8 @@ class AsyncEngineConnection(Generic[RawT]):
         raw = self._raw
         if raw is None:
             return
+        if self._streams:
+            await shield(self._close_streams())
         self._raw = None
         self._last = None
         # Shielded: a second cancellation arriving during the return would lose the connection.
@@ -207,6 +262,8 @@ class AsyncSavepoint(Generic[RawT]):
                 raise engine.translate(error, raw) from error
             return
         try:
+            if conn._streams:
+                await conn._close_streams(conn._depth + 1)  # their cursors go with the savepoint
             await engine.driver.rollback_to_savepoint(raw, self._name)
         except Exception:
             # The caller's exception is the one that explains what happened.
@@ -257,6 +314,8 @@ class AsyncTransactionBlock(Generic[ConnT]):
             if self._started:
                 engine.transaction_finished("rollback", self._started, error)
             return
+        if conn._streams:
+            await shield(conn._close_streams())
         conn._raw = None
         conn._last = None
         reset = self._isolation is not None or self._readonly

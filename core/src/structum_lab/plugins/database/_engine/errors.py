@@ -93,7 +93,7 @@ _PEP249: Final[dict[str, type[e.DatabaseError]]] = {
     "IntegrityError": e.IntegrityError,
     "DataError": e.DataError,
     "ProgrammingError": e.ProgrammingError,
-    "NotSupportedError": e.ProgrammingError,
+    "NotSupportedError": e.NotSupportedError,
     "OperationalError": e.OperationalError,
     "InternalError": e.OperationalError,
     "InterfaceError": e.OperationalError,
