@@ -42,6 +42,7 @@ from ._contract.errors import (
     TransactionError,
     TransientError,
 )
+from ._contract.features import Features
 from ._contract.health import HealthCheckResult, HealthStatus
 from ._contract.hookspecs import hookimpl
 from ._contract.options import COMMON_OPTIONS, Option
@@ -94,6 +95,7 @@ __all__ = [
     "DatabaseInterface",
     "DatabaseURL",
     "DeadlockError",
+    "Features",
     "HealthCheckResult",
     "HealthStatus",
     "IntegrityError",

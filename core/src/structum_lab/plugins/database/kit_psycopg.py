@@ -23,9 +23,17 @@ from typing import TYPE_CHECKING, Any, Final
 import psycopg
 
 from ._engine.deadline import _CAP, WATCHDOG, deadline_message, round_trip_budget
+from ._psycopg.copy import copy_in, copy_out, copy_statement
+from ._psycopg.copy_async import copy_in as copy_in_async
+from ._psycopg.copy_async import copy_out as copy_out_async
 
 __all__ = [
     "NATIVE_TIMEOUT",
+    "copy_in",
+    "copy_in_async",
+    "copy_out",
+    "copy_out_async",
+    "copy_statement",
     "AsyncPsycopgDeadline",
     "AsyncWatchdogDeadline",
     "PsycopgDeadline",

@@ -9,10 +9,9 @@ core's engine. The connection and result classes add psycopg's escape hatches an
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-import psycopg
 from psycopg import Cursor
 from psycopg_pool import ConnectionPool
 
@@ -21,7 +20,7 @@ from structum_lab.plugins.database.kit import EngineConnection, EngineDatabase, 
 
 from ._driver import PsycopgDriver, PsycopgRows, Raw
 from ._plugin import OPTIONS
-from ._pool import copy_statement, row_factory
+from ._pool import row_factory
 from ._settings import PoolSettings, resolve_settings
 
 __all__ = ["PostgresConnection", "PostgresDatabase", "PostgresResult"]
@@ -49,30 +48,6 @@ class PostgresConnection(EngineConnection[Raw]):
     def psycopg_connection(self) -> Raw:
         """The underlying psycopg connection, inside the same transaction (escape hatch)."""
         return self._live()
-
-    def copy_records(
-        self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]] | Iterable[Sequence[Any]]
-    ) -> int:
-        """Bulk-load ``rows`` into ``table`` (``"name"`` or ``"schema.name"``) with COPY; returns the count.
-
-        Much faster than ``executemany`` for thousands of rows (one stream, no per-row
-        statement); values go through psycopg's adapters.
-        """
-        raw = self._live()
-        statement = copy_statement(table, columns)
-        cursor = raw.cursor()
-        count = 0
-        try:
-            with cursor.copy(statement) as copy:
-                write_row = copy.write_row
-                records: Iterable[Sequence[Any]] = ()
-                records = rows
-                for row in records:
-                    write_row(row)
-                    count += 1
-        except psycopg.Error as exc:
-            raise self._engine.translate(exc, raw) from exc
-        return cursor.rowcount if cursor.rowcount >= 0 else count
 
 
 class PostgresDatabase(EngineDatabase[PostgresConnection]):

@@ -6,19 +6,18 @@ core's engine. The connection and result classes add psycopg's escape hatches an
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-import psycopg
 from psycopg import AsyncCursor
 from psycopg_pool import AsyncConnectionPool
 
 from structum_lab.plugins.database import DatabaseURL
-from structum_lab.plugins.database.kit import ASYNC, AsyncEngineConnection, AsyncEngineDatabase, AsyncEngineResult, log
+from structum_lab.plugins.database.kit import AsyncEngineConnection, AsyncEngineDatabase, AsyncEngineResult, log
 
 from ._driver_async import AsyncPsycopgDriver, AsyncPsycopgRows, AsyncRaw
 from ._plugin import OPTIONS
-from ._pool import copy_statement, row_factory
+from ._pool import row_factory
 from ._settings import PoolSettings, resolve_settings
 
 __all__ = ["AsyncPostgresConnection", "AsyncPostgresDatabase", "AsyncPostgresResult"]
@@ -46,38 +45,6 @@ class AsyncPostgresConnection(AsyncEngineConnection[AsyncRaw]):
     def psycopg_connection(self) -> AsyncRaw:
         """The underlying psycopg connection, inside the same transaction (escape hatch)."""
         return self._live()
-
-    async def copy_records(
-        self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]] | AsyncIterable[Sequence[Any]]
-    ) -> int:
-        """Bulk-load ``rows`` into ``table`` (``"name"`` or ``"schema.name"``) with COPY; returns the count.
-
-        Much faster than ``executemany`` for thousands of rows (one stream, no per-row
-        statement); values go through psycopg's adapters.
-        """
-        raw = self._live()
-        statement = copy_statement(table, columns)
-        cursor = raw.cursor()
-        count = 0
-        try:
-            async with cursor.copy(statement) as copy:
-                write_row = copy.write_row
-                records: Iterable[Sequence[Any]] = ()
-                if ASYNC:  # ASYNC
-                    if isinstance(rows, AsyncIterable):
-                        async for row in rows:
-                            await write_row(row)
-                            count += 1
-                    else:
-                        records = rows
-                else:
-                    records = rows  # type: ignore[assignment]
-                for row in records:
-                    await write_row(row)
-                    count += 1
-        except psycopg.Error as exc:
-            raise self._engine.translate(exc, raw) from exc
-        return cursor.rowcount if cursor.rowcount >= 0 else count
 
 
 class AsyncPostgresDatabase(AsyncEngineDatabase[AsyncPostgresConnection]):

@@ -16,7 +16,7 @@ server answers a connection of our own.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from time import monotonic
 from typing import Any, Final, cast
 
@@ -41,7 +41,7 @@ from structum_lab.plugins.database.kit import (
     round_trip_cap,
     translate_error,
 )
-from structum_lab.plugins.database.kit_psycopg import PsycopgDeadline
+from structum_lab.plugins.database.kit_psycopg import PsycopgDeadline, copy_in, copy_out
 
 from ._pool import (
     CLOSE_WAIT,
@@ -505,6 +505,18 @@ class PsycopgDriver(DriverBase[Raw]):
         else:
             cursor.execute(sql, params)
         return PsycopgRows(cursor)
+
+    def copy_in(
+        self,
+        raw: Raw,
+        table: str,
+        columns: Sequence[str],
+        records: Iterable[Sequence[Any]] | Iterable[Sequence[Any]],
+    ) -> int:
+        return copy_in(raw, table, columns, records)
+
+    def copy_out(self, raw: Raw, sql: str, params: Bound) -> Iterator[tuple[Any, ...]]:
+        return copy_out(raw, sql, params)
 
     def executemany(self, raw: Raw, sql: str, param_sets: Sequence[Bound]) -> int:
         cursor = raw.cursor()

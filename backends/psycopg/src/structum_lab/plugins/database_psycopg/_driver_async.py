@@ -13,7 +13,7 @@ server answers a connection of our own.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from time import monotonic
 from typing import Any, Final, cast
 
@@ -39,7 +39,7 @@ from structum_lab.plugins.database.kit import (
     round_trip_cap,
     translate_error,
 )
-from structum_lab.plugins.database.kit_psycopg import AsyncPsycopgDeadline
+from structum_lab.plugins.database.kit_psycopg import AsyncPsycopgDeadline, copy_in_async, copy_out_async
 
 from ._pool import (
     CLOSE_WAIT,
@@ -508,6 +508,18 @@ class AsyncPsycopgDriver(AsyncDriverBase[AsyncRaw]):
         else:
             await cursor.execute(sql, params)
         return AsyncPsycopgRows(cursor)
+
+    async def copy_in(
+        self,
+        raw: AsyncRaw,
+        table: str,
+        columns: Sequence[str],
+        records: Iterable[Sequence[Any]] | AsyncIterable[Sequence[Any]],
+    ) -> int:
+        return await copy_in_async(raw, table, columns, records)
+
+    def copy_out(self, raw: AsyncRaw, sql: str, params: Bound) -> AsyncIterator[tuple[Any, ...]]:
+        return copy_out_async(raw, sql, params)
 
     async def executemany(self, raw: AsyncRaw, sql: str, param_sets: Sequence[Bound]) -> int:
         cursor = raw.cursor()

@@ -16,10 +16,9 @@ from time import monotonic
 from typing import Any, Final
 
 from psycopg import IsolationLevel as PgIsolation
-from psycopg import sql
 from psycopg.rows import no_result
 
-from structum_lab.plugins.database import IsolationLevel, ParameterError, Row
+from structum_lab.plugins.database import IsolationLevel, Row
 from structum_lab.plugins.database.kit import POSTGRESQL, PSYCOPG_POSITIONAL, Translator, readable_probe
 
 __all__ = [
@@ -29,7 +28,6 @@ __all__ = [
     "COLD_VERIFY",
     "STREAM_NAMES",
     "TRANSLATOR",
-    "copy_statement",
     "psycopg_isolation",
     "row_factory",
     "stamp",
@@ -87,20 +85,3 @@ def stamp(conn: Any) -> None:
     conn._sdb_created = conn._sdb_used = monotonic()
     conn._sdb_readable = readable_probe(conn.pgconn.socket)
     conn._sdb_pool = None
-
-
-def copy_statement(table: str, columns: Sequence[str]) -> sql.Composed:
-    """``COPY "schema"."table" ("a", "b") FROM STDIN`` with every name quoted by psycopg."""
-    if not isinstance(table, str) or not table:
-        raise ParameterError(f"copy_records needs a table name such as 'items' or 'app.items', got {table!r}")
-    parts = table.split(".")
-    if len(parts) > 2 or not all(parts):
-        raise ParameterError(f"copy_records: {table!r} is not 'table' or 'schema.table'")
-    if isinstance(columns, str | bytes):
-        raise ParameterError("copy_records needs a sequence of column names such as ['id', 'name'], got a string")
-    target = sql.Identifier(*parts)
-    names = list(columns)
-    if not names:
-        return sql.SQL("COPY {} FROM STDIN").format(target)
-    column_list = sql.SQL(", ").join(sql.Identifier(name) for name in names)
-    return sql.SQL("COPY {} ({}) FROM STDIN").format(target, column_list)

@@ -12,7 +12,7 @@ asyncio results are buffered, so reading them needs no ``await`` underneath).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -168,6 +168,11 @@ def _execute_streaming(sa_conn: sa.Connection, sql: str, params: Any, batch_size
     return sa_conn.exec_driver_sql(sql, tuple(params) if type(params) is list else params, execution_options=options)
 
 
+def _psycopg_connection(raw: Connection) -> Any:
+    """The psycopg connection under SQLAlchemy's (for COPY), inside the same transaction."""
+    return raw.connection.driver_connection
+
+
 def reset_driver_transaction(sa_conn: sa.Connection) -> None:
     """Roll back at the driver after a failed COMMIT.
 
@@ -205,12 +210,14 @@ class SQLAlchemyDriver(DriverBase[Connection]):
         self.limits = parts.limits
         self.loggers = parts.loggers
         postgres = dialect == "postgresql"
+        aborted = postgres and parts.sa_engine.dialect.driver.startswith("psycopg")  # psycopg tells, and copies
         self.features = Features(
             returning=dialect in ("postgresql", "sqlite", "mariadb", "oracle", "mssql"),
             transactional_ddl=dialect in ("postgresql", "sqlite", "mssql"),
             autocommit=postgres,
-            aborted_state=postgres and parts.sa_engine.dialect.driver.startswith("psycopg"),
+            aborted_state=aborted,
             server_side_cursors=True,
+            copy=aborted,
             logs_sql=True,
         )
         # Every connection lent out, until it is returned. A Connection sits in a reference
@@ -358,6 +365,26 @@ class SQLAlchemyDriver(DriverBase[Connection]):
     def stream(self, raw: Connection, sql: str, params: Bound, batch_size: int) -> SQLAlchemyStream:
         result = _execute_streaming(raw, sql, params, batch_size)
         return SQLAlchemyStream(raw, result)
+
+    def copy_in(
+        self,
+        raw: Connection,
+        table: str,
+        columns: Sequence[str],
+        records: Iterable[Sequence[Any]] | Iterable[Sequence[Any]],
+    ) -> int:
+        if not self.features.copy:
+            super().copy_in(raw, table, columns, records)  # NotSupportedError
+        from structum_lab.plugins.database.kit_psycopg import copy_in
+
+        return copy_in(_psycopg_connection(raw), table, columns, records)
+
+    def copy_out(self, raw: Connection, sql: str, params: Bound) -> Iterator[tuple[Any, ...]]:
+        if not self.features.copy:
+            super().copy_out(raw, sql, params)  # NotSupportedError
+        from structum_lab.plugins.database.kit_psycopg import copy_out
+
+        yield from copy_out(_psycopg_connection(raw), sql, params)
 
     def executemany(self, raw: Connection, sql: str, param_sets: Sequence[Bound]) -> int:
         batch: Any = [tuple(b) if type(b) is list else b for b in param_sets]

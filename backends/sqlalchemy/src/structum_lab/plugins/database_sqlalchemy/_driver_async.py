@@ -9,7 +9,7 @@ asyncio results are buffered, so reading them needs no ``await`` underneath).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -172,6 +172,14 @@ def _execute_streaming(sa_conn: sa.Connection, sql: str, params: Any, batch_size
     return sa_conn.exec_driver_sql(sql, tuple(params) if type(params) is list else params, execution_options=options)
 
 
+async def _psycopg_connection(raw: AsyncConnection) -> Any:
+    """The psycopg connection under SQLAlchemy's (for COPY), inside the same transaction."""
+    if ASYNC:  # ASYNC
+        return (await raw.get_raw_connection()).driver_connection
+    else:
+        return raw.connection.driver_connection
+
+
 def reset_driver_transaction(sa_conn: sa.Connection) -> None:
     """Roll back at the driver after a failed COMMIT.
 
@@ -209,12 +217,14 @@ class AsyncSQLAlchemyDriver(AsyncDriverBase[AsyncConnection]):
         self.limits = parts.limits
         self.loggers = parts.loggers
         postgres = dialect == "postgresql"
+        aborted = postgres and parts.sa_engine.dialect.driver.startswith("psycopg")  # psycopg tells, and copies
         self.features = Features(
             returning=dialect in ("postgresql", "sqlite", "mariadb", "oracle", "mssql"),
             transactional_ddl=dialect in ("postgresql", "sqlite", "mssql"),
             autocommit=postgres,
-            aborted_state=postgres and parts.sa_engine.dialect.driver.startswith("psycopg"),
+            aborted_state=aborted,
             server_side_cursors=True,
+            copy=aborted,
             logs_sql=True,
         )
         # Every connection lent out, until it is returned. A Connection sits in a reference
@@ -371,6 +381,27 @@ class AsyncSQLAlchemyDriver(AsyncDriverBase[AsyncConnection]):
         else:
             result = _execute_streaming(raw, sql, params, batch_size)  # type: ignore[arg-type]
         return AsyncSQLAlchemyStream(raw, result)
+
+    async def copy_in(
+        self,
+        raw: AsyncConnection,
+        table: str,
+        columns: Sequence[str],
+        records: Iterable[Sequence[Any]] | AsyncIterable[Sequence[Any]],
+    ) -> int:
+        if not self.features.copy:
+            await super().copy_in(raw, table, columns, records)  # NotSupportedError
+        from structum_lab.plugins.database.kit_psycopg import copy_in_async
+
+        return await copy_in_async(await _psycopg_connection(raw), table, columns, records)
+
+    async def copy_out(self, raw: AsyncConnection, sql: str, params: Bound) -> AsyncIterator[tuple[Any, ...]]:
+        if not self.features.copy:
+            super().copy_out(raw, sql, params)  # NotSupportedError
+        from structum_lab.plugins.database.kit_psycopg import copy_out_async
+
+        async for record in copy_out_async(await _psycopg_connection(raw), sql, params):
+            yield record
 
     async def executemany(self, raw: AsyncConnection, sql: str, param_sets: Sequence[Bound]) -> int:
         batch: Any = [tuple(b) if type(b) is list else b for b in param_sets]

@@ -19,8 +19,8 @@ names (``Driver``...) have sync twins without the prefix (``Driver``...).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from .errors import ConfigurationError, DatabaseError, NotSupportedError
 from .features import Features, PoolLimits
@@ -217,6 +217,20 @@ class Driver(Protocol[RawT]):
         ``close()`` on the rows closes the cursor."""
         ...
 
+    def copy_in(
+        self,
+        raw: RawT,
+        table: str,
+        columns: Sequence[str],
+        records: Iterable[Sequence[Any]] | Iterable[Sequence[Any]],
+    ) -> int:
+        """``COPY table (columns) FROM STDIN`` with ``records`` (``features.copy``); the row count."""
+        ...
+
+    def copy_out(self, raw: RawT, sql: str, params: Bound) -> Iterator[tuple[Any, ...]]:
+        """The rows of ``COPY (sql) TO STDOUT`` as tuples of Python values, streamed (``features.copy``)."""
+        ...
+
     # -- errors ------------------------------------------------------------------------
 
     def unwrap_error(self, exc: BaseException, raw: RawT | None) -> tuple[BaseException, bool]:
@@ -296,6 +310,18 @@ class DriverBase(Generic[RawT]):
 
     def stream(self, raw: RawT, sql: str, params: Bound, batch_size: int) -> Rows:
         raise NotSupportedError(f"{type(self).__name__} cannot stream results (features.server_side_cursors is False)")
+
+    def copy_in(
+        self,
+        raw: RawT,
+        table: str,
+        columns: Sequence[str],
+        records: Iterable[Sequence[Any]] | Iterable[Sequence[Any]],
+    ) -> int:
+        raise NotSupportedError(f"{type(self).__name__} has no COPY (features.copy is False)")
+
+    def copy_out(self, raw: RawT, sql: str, params: Bound) -> Iterator[tuple[Any, ...]]:
+        raise NotSupportedError(f"{type(self).__name__} has no COPY (features.copy is False)")
 
     def unwrap_error(self, exc: BaseException, raw: RawT | None) -> tuple[BaseException, bool]:
         return exc, False

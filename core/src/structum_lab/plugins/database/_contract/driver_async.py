@@ -16,8 +16,8 @@ names (``AsyncDriver``...) have sync twins without the prefix (``Driver``...).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from .errors import ConfigurationError, DatabaseError, NotSupportedError
 from .features import Features, PoolLimits
@@ -214,6 +214,20 @@ class AsyncDriver(Protocol[RawT]):
         ``close()`` on the rows closes the cursor."""
         ...
 
+    async def copy_in(
+        self,
+        raw: RawT,
+        table: str,
+        columns: Sequence[str],
+        records: Iterable[Sequence[Any]] | AsyncIterable[Sequence[Any]],
+    ) -> int:
+        """``COPY table (columns) FROM STDIN`` with ``records`` (``features.copy``); the row count."""
+        ...
+
+    def copy_out(self, raw: RawT, sql: str, params: Bound) -> AsyncIterator[tuple[Any, ...]]:
+        """The rows of ``COPY (sql) TO STDOUT`` as tuples of Python values, streamed (``features.copy``)."""
+        ...
+
     # -- errors ------------------------------------------------------------------------
 
     def unwrap_error(self, exc: BaseException, raw: RawT | None) -> tuple[BaseException, bool]:
@@ -293,6 +307,18 @@ class AsyncDriverBase(Generic[RawT]):
 
     async def stream(self, raw: RawT, sql: str, params: Bound, batch_size: int) -> AsyncRows:
         raise NotSupportedError(f"{type(self).__name__} cannot stream results (features.server_side_cursors is False)")
+
+    async def copy_in(
+        self,
+        raw: RawT,
+        table: str,
+        columns: Sequence[str],
+        records: Iterable[Sequence[Any]] | AsyncIterable[Sequence[Any]],
+    ) -> int:
+        raise NotSupportedError(f"{type(self).__name__} has no COPY (features.copy is False)")
+
+    def copy_out(self, raw: RawT, sql: str, params: Bound) -> AsyncIterator[tuple[Any, ...]]:
+        raise NotSupportedError(f"{type(self).__name__} has no COPY (features.copy is False)")
 
     def unwrap_error(self, exc: BaseException, raw: RawT | None) -> tuple[BaseException, bool]:
         return exc, False

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from asyncio import AbstractEventLoop
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from .._contract.driver import RawT, Rows
@@ -143,6 +143,40 @@ class EngineConnection(Generic[RawT]):
                 yield from batch
         finally:
             self._close_stream(entry)
+
+    def copy_records(
+        self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]] | Iterable[Sequence[Any]]
+    ) -> int:
+        """Bulk-load ``rows`` into ``table`` (``"name"`` or ``"schema.name"``) with COPY; returns the count.
+
+        Much faster than ``executemany`` for thousands of rows (one stream, no statement per
+        row). PostgreSQL only (``db.features.copy``); elsewhere ``NotSupportedError``.
+        """
+        raw = self._live()
+        engine = self._engine
+        try:
+            return engine.driver.copy_in(raw, table, columns, rows)
+        except engine.errors as exc:
+            raise engine.translate(exc, raw) from exc
+
+    def copy_out(self, sql: str, params: Params = None) -> Iterator[tuple[Any, ...]]:
+        """The rows of a query through ``COPY (query) TO STDOUT``, as tuples, streamed: the
+        fastest way to read many rows (PostgreSQL only; elsewhere ``NotSupportedError``).
+
+        It runs in a savepoint, so breaking out of the loop (which cancels the COPY) leaves
+        the transaction usable.
+        """
+        raw = self._live()
+        engine = self._engine
+        query, bound = engine.translator(sql, params)
+        with self.transaction():
+            records = engine.driver.copy_out(raw, query, bound)
+            try:
+                yield from records
+            except engine.errors as exc:
+                raise engine.translate(exc, raw) from exc
+            finally:
+                records.close()  # type: ignore[attr-defined]
 
     def _close_stream(self, entry: tuple[Rows, int]) -> None:
         streams = self._streams

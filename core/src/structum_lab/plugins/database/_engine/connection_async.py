@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from asyncio import AbstractEventLoop, get_running_loop, shield
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from .._contract.driver_async import AsyncRows, RawT
@@ -145,6 +145,41 @@ class AsyncEngineConnection(Generic[RawT]):
                     yield row
         finally:
             await self._close_stream(entry)
+
+    async def copy_records(
+        self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]] | AsyncIterable[Sequence[Any]]
+    ) -> int:
+        """Bulk-load ``rows`` into ``table`` (``"name"`` or ``"schema.name"``) with COPY; returns the count.
+
+        Much faster than ``executemany`` for thousands of rows (one stream, no statement per
+        row). PostgreSQL only (``db.features.copy``); elsewhere ``NotSupportedError``.
+        """
+        raw = self._live()
+        engine = self._engine
+        try:
+            return await engine.driver.copy_in(raw, table, columns, rows)
+        except engine.errors as exc:
+            raise engine.translate(exc, raw) from exc
+
+    async def copy_out(self, sql: str, params: Params = None) -> AsyncIterator[tuple[Any, ...]]:
+        """The rows of a query through ``COPY (query) TO STDOUT``, as tuples, streamed: the
+        fastest way to read many rows (PostgreSQL only; elsewhere ``NotSupportedError``).
+
+        It runs in a savepoint, so breaking out of the loop (which cancels the COPY) leaves
+        the transaction usable.
+        """
+        raw = self._live()
+        engine = self._engine
+        query, bound = engine.translator(sql, params)
+        async with self.transaction():
+            records = engine.driver.copy_out(raw, query, bound)
+            try:
+                async for record in records:
+                    yield record
+            except engine.errors as exc:
+                raise engine.translate(exc, raw) from exc
+            finally:
+                await records.aclose()  # type: ignore[attr-defined]
 
     async def _close_stream(self, entry: tuple[AsyncRows, int]) -> None:
         streams = self._streams

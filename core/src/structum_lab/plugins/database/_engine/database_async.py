@@ -17,6 +17,7 @@ from structum_lab.config import ConfigProvider
 from .._config.connect import class_options
 from .._config.manager import get_plugin_manager
 from .._contract.driver_async import AsyncDriver, RawT
+from .._contract.features import Features
 from .._contract.health import HealthCheckResult
 from .._contract.options import COMMON_OPTIONS, Option, validate_options
 from .._contract.protocols import AsyncResult, IsolationLevel, Params, PoolInfo
@@ -101,6 +102,11 @@ class AsyncEngineDatabase(Generic[ConnT]):
     def url(self) -> str:
         """The URL with every secret masked."""
         return self._url.render()
+
+    @property
+    def features(self) -> Features:
+        """What this backend can do on this database (COPY, streaming, savepoints, ...)."""
+        return self._engine.features
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self._name!r} url={self._url.render()!r}>"
