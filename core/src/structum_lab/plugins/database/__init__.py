@@ -45,6 +45,7 @@ from ._contract.errors import (
 from ._contract.features import Features
 from ._contract.health import HealthCheckResult, HealthStatus
 from ._contract.hookspecs import hookimpl
+from ._contract.notifications import Notification
 from ._contract.options import COMMON_OPTIONS, Option
 from ._contract.protocols import (
     AsyncConnection,
@@ -102,6 +103,7 @@ __all__ = [
     "IsolationLevel",
     "MultipleResultsFound",
     "NoResultFound",
+    "Notification",
     "NotSupportedError",
     "OperationalError",
     "Option",

@@ -11,8 +11,8 @@ are helpers here. See docs/architecture.md.
 from __future__ import annotations
 
 from ._config.exports import backend_hooks, lazy_exports, open_database
-from ._contract.driver import Driver, DriverBase, Rows
-from ._contract.driver_async import AsyncDriver, AsyncDriverBase, AsyncRows
+from ._contract.driver import Driver, DriverBase, Notifier, Rows
+from ._contract.driver_async import AsyncDriver, AsyncDriverBase, AsyncNotifier, AsyncRows
 from ._contract.features import ALL_ISOLATION_LEVELS, Features, NoRows, PoolExhausted, PoolLimits
 from ._contract.health import OK_MESSAGE
 from ._contract.options import COMMON_OPTIONS, Option, validate_options
@@ -88,6 +88,7 @@ __all__ = [
     "AsyncEngineConnection",
     "AsyncEngineDatabase",
     "AsyncEngineResult",
+    "AsyncNotifier",
     "AsyncRows",
     "Background",
     "ConnectMonitor",
@@ -102,6 +103,7 @@ __all__ = [
     "AsyncListRows",
     "AsyncScalarResult",
     "NoRows",
+    "Notifier",
     "ScalarResult",
     "PoolExhausted",
     "PoolLimits",

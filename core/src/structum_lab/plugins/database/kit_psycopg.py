@@ -26,9 +26,13 @@ from ._engine.deadline import _CAP, WATCHDOG, deadline_message, round_trip_budge
 from ._psycopg.copy import copy_in, copy_out, copy_statement
 from ._psycopg.copy_async import copy_in as copy_in_async
 from ._psycopg.copy_async import copy_out as copy_out_async
+from ._psycopg.listen import PsycopgNotifier
+from ._psycopg.listen_async import AsyncPsycopgNotifier
 
 __all__ = [
     "NATIVE_TIMEOUT",
+    "AsyncPsycopgNotifier",
+    "PsycopgNotifier",
     "copy_in",
     "copy_in_async",
     "copy_out",

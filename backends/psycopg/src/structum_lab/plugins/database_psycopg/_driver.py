@@ -41,7 +41,12 @@ from structum_lab.plugins.database.kit import (
     round_trip_cap,
     translate_error,
 )
-from structum_lab.plugins.database.kit_psycopg import PsycopgDeadline, copy_in, copy_out
+from structum_lab.plugins.database.kit_psycopg import (
+    PsycopgDeadline,
+    PsycopgNotifier,
+    copy_in,
+    copy_out,
+)
 
 from ._pool import (
     CLOSE_WAIT,
@@ -517,6 +522,10 @@ class PsycopgDriver(DriverBase[Raw]):
 
     def copy_out(self, raw: Raw, sql: str, params: Bound) -> Iterator[tuple[Any, ...]]:
         return copy_out(raw, sql, params)
+
+    def notifier(self) -> PsycopgNotifier:
+        s = self.settings
+        return PsycopgNotifier(self._conn_class.connect(s.conninfo, **{**s.kwargs, "autocommit": True}))
 
     def executemany(self, raw: Raw, sql: str, param_sets: Sequence[Bound]) -> int:
         cursor = raw.cursor()

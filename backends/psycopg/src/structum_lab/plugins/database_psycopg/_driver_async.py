@@ -39,7 +39,12 @@ from structum_lab.plugins.database.kit import (
     round_trip_cap,
     translate_error,
 )
-from structum_lab.plugins.database.kit_psycopg import AsyncPsycopgDeadline, copy_in_async, copy_out_async
+from structum_lab.plugins.database.kit_psycopg import (
+    AsyncPsycopgDeadline,
+    AsyncPsycopgNotifier,
+    copy_in_async,
+    copy_out_async,
+)
 
 from ._pool import (
     CLOSE_WAIT,
@@ -520,6 +525,10 @@ class AsyncPsycopgDriver(AsyncDriverBase[AsyncRaw]):
 
     def copy_out(self, raw: AsyncRaw, sql: str, params: Bound) -> AsyncIterator[tuple[Any, ...]]:
         return copy_out_async(raw, sql, params)
+
+    async def notifier(self) -> AsyncPsycopgNotifier:
+        s = self.settings
+        return AsyncPsycopgNotifier(await self._conn_class.connect(s.conninfo, **{**s.kwargs, "autocommit": True}))
 
     async def executemany(self, raw: AsyncRaw, sql: str, param_sets: Sequence[Bound]) -> int:
         cursor = raw.cursor()

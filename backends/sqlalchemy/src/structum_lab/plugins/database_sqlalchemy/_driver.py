@@ -26,6 +26,7 @@ from structum_lab.plugins.database.kit import (
     DriverBase,
     Features,
     NoRows,
+    Notifier,
     PoolExhausted,
     log,
     paused_gc,
@@ -211,6 +212,10 @@ class SQLAlchemyDriver(DriverBase[Connection]):
         self.loggers = parts.loggers
         postgres = dialect == "postgresql"
         aborted = postgres and parts.sa_engine.dialect.driver.startswith("psycopg")  # psycopg tells, and copies
+        if aborted:  # COPY and LISTEN use the psycopg connection directly: its errors, too
+            import psycopg
+
+            self.errors = (*self.errors, psycopg.Error)
         self.features = Features(
             returning=dialect in ("postgresql", "sqlite", "mariadb", "oracle", "mssql"),
             transactional_ddl=dialect in ("postgresql", "sqlite", "mssql"),
@@ -218,6 +223,7 @@ class SQLAlchemyDriver(DriverBase[Connection]):
             aborted_state=aborted,
             server_side_cursors=True,
             copy=aborted,
+            listen_notify=aborted,
             logs_sql=True,
         )
         # Every connection lent out, until it is returned. A Connection sits in a reference
@@ -385,6 +391,19 @@ class SQLAlchemyDriver(DriverBase[Connection]):
         from structum_lab.plugins.database.kit_psycopg import copy_out
 
         yield from copy_out(_psycopg_connection(raw), sql, params)
+
+    def notifier(self) -> Notifier:
+        if not self.features.listen_notify:
+            return super().notifier()  # NotSupportedError
+        import psycopg
+
+        from structum_lab.plugins.database.kit_psycopg import PsycopgNotifier
+
+        engine = self.parts.sa_engine
+        cargs, cparams = engine.dialect.create_connect_args(engine.url)
+        params = {**cparams, **self.parts.connect_args, "autocommit": True}
+        params.pop("async_creator_fn", None)
+        return PsycopgNotifier(psycopg.Connection.connect(*cargs, **params))
 
     def executemany(self, raw: Connection, sql: str, param_sets: Sequence[Bound]) -> int:
         batch: Any = [tuple(b) if type(b) is list else b for b in param_sets]

@@ -21,6 +21,7 @@ from structum_lab.plugins.database import ConfigurationError, IsolationLevel, Pa
 from structum_lab.plugins.database.kit import (
     ASYNC,
     AsyncDriverBase,
+    AsyncNotifier,
     Bound,
     Features,
     NoRows,
@@ -218,6 +219,10 @@ class AsyncSQLAlchemyDriver(AsyncDriverBase[AsyncConnection]):
         self.loggers = parts.loggers
         postgres = dialect == "postgresql"
         aborted = postgres and parts.sa_engine.dialect.driver.startswith("psycopg")  # psycopg tells, and copies
+        if aborted:  # COPY and LISTEN use the psycopg connection directly: its errors, too
+            import psycopg
+
+            self.errors = (*self.errors, psycopg.Error)
         self.features = Features(
             returning=dialect in ("postgresql", "sqlite", "mariadb", "oracle", "mssql"),
             transactional_ddl=dialect in ("postgresql", "sqlite", "mssql"),
@@ -225,6 +230,7 @@ class AsyncSQLAlchemyDriver(AsyncDriverBase[AsyncConnection]):
             aborted_state=aborted,
             server_side_cursors=True,
             copy=aborted,
+            listen_notify=aborted,
             logs_sql=True,
         )
         # Every connection lent out, until it is returned. A Connection sits in a reference
@@ -402,6 +408,19 @@ class AsyncSQLAlchemyDriver(AsyncDriverBase[AsyncConnection]):
 
         async for record in copy_out_async(await _psycopg_connection(raw), sql, params):
             yield record
+
+    async def notifier(self) -> AsyncNotifier:
+        if not self.features.listen_notify:
+            return await super().notifier()  # NotSupportedError
+        import psycopg
+
+        from structum_lab.plugins.database.kit_psycopg import AsyncPsycopgNotifier
+
+        engine = self.parts.sa_engine
+        cargs, cparams = engine.dialect.create_connect_args(engine.url)
+        params = {**cparams, **self.parts.connect_args, "autocommit": True}
+        params.pop("async_creator_fn", None)
+        return AsyncPsycopgNotifier(await psycopg.AsyncConnection.connect(*cargs, **params))
 
     async def executemany(self, raw: AsyncConnection, sql: str, param_sets: Sequence[Bound]) -> int:
         batch: Any = [tuple(b) if type(b) is list else b for b in param_sets]

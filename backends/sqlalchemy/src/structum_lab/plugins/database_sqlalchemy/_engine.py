@@ -131,6 +131,8 @@ class EngineParts:
     connect_timeout: float
     open: OpenConnections
     loggers: tuple[str | logging.Logger, ...]
+    #: What the engine passes to the DB-API driver's connect() besides the URL.
+    connect_args: Mapping[str, Any]
 
 
 def isolation_option(dialect: str, level: IsolationLevel) -> str:
@@ -183,6 +185,7 @@ def build_engine(url: DatabaseURL, o: Mapping[str, Any], *, is_async: bool) -> E
         connect_timeout=o["connect_timeout"] or 0.0,
         open=OpenConnections(sync_engine),
         loggers=tuple(_engine_loggers(sync_engine)),
+        connect_args=dict(args.get("connect_args") or {}),
     )
 
 

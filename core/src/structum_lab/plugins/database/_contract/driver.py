@@ -24,13 +24,14 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from .errors import ConfigurationError, DatabaseError, NotSupportedError
 from .features import Features, PoolLimits
+from .notifications import Notification
 from .protocols import IsolationLevel, PoolInfo
 from .rows import Row
 
 if TYPE_CHECKING:
     from .._engine.params import Bound, Translator
 
-__all__ = ["Driver", "DriverBase", "Rows", "RawT"]
+__all__ = ["Driver", "DriverBase", "Notifier", "Rows", "RawT"]
 
 #: The driver's connection object, opaque to the engine.
 RawT = TypeVar("RawT")
@@ -68,6 +69,21 @@ class Rows(Protocol):
     def close(self) -> None:
         """Discard what is left (the cursor goes now); later fetches give ``None``/``[]``."""
         ...
+
+
+class Notifier(Protocol):
+    """A connection of its own, outside the pool, that receives notifications."""
+
+    def listen(self, channels: Sequence[str]) -> None:
+        """``LISTEN`` on each channel (names quoted)."""
+        ...
+
+    def wait(self, seconds: float | None) -> list[Notification]:
+        """Notifications received (at least one), or ``[]`` when ``seconds`` passed
+        without any; ``None`` waits as long as it takes. A lost connection raises."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class Driver(Protocol[RawT]):
@@ -231,6 +247,10 @@ class Driver(Protocol[RawT]):
         """The rows of ``COPY (sql) TO STDOUT`` as tuples of Python values, streamed (``features.copy``)."""
         ...
 
+    def notifier(self) -> Notifier:
+        """A new connection for LISTEN, outside the pool (``features.listen_notify``)."""
+        ...
+
     # -- errors ------------------------------------------------------------------------
 
     def unwrap_error(self, exc: BaseException, raw: RawT | None) -> tuple[BaseException, bool]:
@@ -322,6 +342,9 @@ class DriverBase(Generic[RawT]):
 
     def copy_out(self, raw: RawT, sql: str, params: Bound) -> Iterator[tuple[Any, ...]]:
         raise NotSupportedError(f"{type(self).__name__} has no COPY (features.copy is False)")
+
+    def notifier(self) -> Notifier:
+        raise NotSupportedError(f"{type(self).__name__} has no LISTEN/NOTIFY (features.listen_notify is False)")
 
     def unwrap_error(self, exc: BaseException, raw: RawT | None) -> tuple[BaseException, bool]:
         return exc, False

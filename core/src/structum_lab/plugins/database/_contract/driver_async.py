@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from .errors import ConfigurationError, DatabaseError, NotSupportedError
 from .features import Features, PoolLimits
+from .notifications import Notification
 from .protocols import IsolationLevel, PoolInfo
 from .rows import Row
 
 if TYPE_CHECKING:
     from .._engine.params import Bound, Translator
 
-__all__ = ["AsyncDriver", "AsyncDriverBase", "AsyncRows", "RawT"]
+__all__ = ["AsyncDriver", "AsyncDriverBase", "AsyncNotifier", "AsyncRows", "RawT"]
 
 #: The driver's connection object, opaque to the engine.
 RawT = TypeVar("RawT")
@@ -65,6 +66,21 @@ class AsyncRows(Protocol):
     async def close(self) -> None:
         """Discard what is left (the cursor goes now); later fetches give ``None``/``[]``."""
         ...
+
+
+class AsyncNotifier(Protocol):
+    """A connection of its own, outside the pool, that receives notifications."""
+
+    async def listen(self, channels: Sequence[str]) -> None:
+        """``LISTEN`` on each channel (names quoted)."""
+        ...
+
+    async def wait(self, seconds: float | None) -> list[Notification]:
+        """Notifications received (at least one), or ``[]`` when ``seconds`` passed
+        without any; ``None`` waits as long as it takes. A lost connection raises."""
+        ...
+
+    async def close(self) -> None: ...
 
 
 class AsyncDriver(Protocol[RawT]):
@@ -228,6 +244,10 @@ class AsyncDriver(Protocol[RawT]):
         """The rows of ``COPY (sql) TO STDOUT`` as tuples of Python values, streamed (``features.copy``)."""
         ...
 
+    async def notifier(self) -> AsyncNotifier:
+        """A new connection for LISTEN, outside the pool (``features.listen_notify``)."""
+        ...
+
     # -- errors ------------------------------------------------------------------------
 
     def unwrap_error(self, exc: BaseException, raw: RawT | None) -> tuple[BaseException, bool]:
@@ -319,6 +339,9 @@ class AsyncDriverBase(Generic[RawT]):
 
     def copy_out(self, raw: RawT, sql: str, params: Bound) -> AsyncIterator[tuple[Any, ...]]:
         raise NotSupportedError(f"{type(self).__name__} has no COPY (features.copy is False)")
+
+    async def notifier(self) -> AsyncNotifier:
+        raise NotSupportedError(f"{type(self).__name__} has no LISTEN/NOTIFY (features.listen_notify is False)")
 
     def unwrap_error(self, exc: BaseException, raw: RawT | None) -> tuple[BaseException, bool]:
         return exc, False

@@ -50,6 +50,7 @@ class PoolInfo(TypedDict, total=False):
     - ``requests_waiting``: callers waiting for a connection now.
     - ``checkouts``, ``timeouts``, ``connections_lost``: counters since start.
     - ``max_wait_ms``: the longest checkout wait seen (starvation shows here).
+    - ``listener_reconnects``: times a ``db.listen()`` connection was lost and reopened.
     """
 
     checked_out: int
@@ -64,6 +65,7 @@ class PoolInfo(TypedDict, total=False):
     timeouts: int
     connections_lost: int
     max_wait_ms: float
+    listener_reconnects: int
 
 
 class Result(Protocol):

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from .._contract.driver import RawT, Rows
-from .._contract.errors import ParameterError, ProgrammingError, TransactionError
+from .._contract.errors import NotSupportedError, ParameterError, ProgrammingError, TransactionError
 from .._contract.protocols import IsolationLevel, Params
 from .._contract.rows import Row
 from . import leaks
@@ -177,6 +177,12 @@ class EngineConnection(Generic[RawT]):
                 raise engine.translate(exc, raw) from exc
             finally:
                 records.close()  # type: ignore[attr-defined]
+
+    def notify(self, channel: str, payload: str = "") -> None:
+        """Send ``NOTIFY channel, payload``; it is delivered when the transaction commits."""
+        if not self._engine.features.listen_notify:
+            raise NotSupportedError(f"the {self._engine.backend} backend has no LISTEN/NOTIFY on this database")
+        self.execute("SELECT pg_notify(:channel, :payload)", {"channel": channel, "payload": payload})
 
     def _close_stream(self, entry: tuple[Rows, int]) -> None:
         streams = self._streams

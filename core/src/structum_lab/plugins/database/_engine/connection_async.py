@@ -18,7 +18,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from .._contract.driver_async import AsyncRows, RawT
-from .._contract.errors import ParameterError, ProgrammingError, TransactionError
+from .._contract.errors import NotSupportedError, ParameterError, ProgrammingError, TransactionError
 from .._contract.protocols import IsolationLevel, Params
 from .._contract.rows import Row
 from . import leaks
@@ -180,6 +180,12 @@ class AsyncEngineConnection(Generic[RawT]):
                 raise engine.translate(exc, raw) from exc
             finally:
                 await records.aclose()  # type: ignore[attr-defined]
+
+    async def notify(self, channel: str, payload: str = "") -> None:
+        """Send ``NOTIFY channel, payload``; it is delivered when the transaction commits."""
+        if not self._engine.features.listen_notify:
+            raise NotSupportedError(f"the {self._engine.backend} backend has no LISTEN/NOTIFY on this database")
+        await self.execute("SELECT pg_notify(:channel, :payload)", {"channel": channel, "payload": payload})
 
     async def _close_stream(self, entry: tuple[AsyncRows, int]) -> None:
         streams = self._streams

@@ -28,6 +28,7 @@ from .connection import ConnT, TransactionBlock
 from .core import Engine
 from .isolation import normalize_isolation
 from .leaks import ensure_reaper
+from .listener import Listener
 from .secrets import CORE_LOGGERS, Secrets, collect_secrets, protect_logs
 
 __all__ = ["EngineDatabase"]
@@ -192,6 +193,16 @@ class EngineDatabase(Generic[ConnT]):
             return result
         finally:
             engine.release(raw)
+
+    def listen(self, *channels: str, timeout: float | None = None) -> Listener:
+        """Receive ``NOTIFY`` messages on ``channels``, on a connection of its own:
+        ``with db.listen("jobs") as notes: for note in notes: ...``.
+
+        ``timeout``: iteration ends after that many seconds without a notification. A lost
+        connection is reopened (notifications sent meanwhile are lost). PostgreSQL only
+        (``db.features.listen_notify``); elsewhere ``NotSupportedError``.
+        """
+        return Listener(self._engine, channels, timeout)
 
     # -- health, pool, lifetime --------------------------------------------------------
 

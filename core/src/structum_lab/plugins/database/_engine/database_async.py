@@ -26,6 +26,7 @@ from .connection_async import AsyncTransactionBlock, ConnT
 from .core_async import AsyncEngine
 from .isolation import normalize_isolation
 from .leaks import ensure_reaper
+from .listener_async import AsyncListener
 from .secrets import CORE_LOGGERS, Secrets, collect_secrets, protect_logs
 
 __all__ = ["AsyncEngineDatabase"]
@@ -190,6 +191,16 @@ class AsyncEngineDatabase(Generic[ConnT]):
             return result
         finally:
             await shield(engine.release(raw))
+
+    def listen(self, *channels: str, timeout: float | None = None) -> AsyncListener:
+        """Receive ``NOTIFY`` messages on ``channels``, on a connection of its own:
+        ``async with db.listen("jobs") as notes: async for note in notes: ...``.
+
+        ``timeout``: iteration ends after that many seconds without a notification. A lost
+        connection is reopened (notifications sent meanwhile are lost). PostgreSQL only
+        (``db.features.listen_notify``); elsewhere ``NotSupportedError``.
+        """
+        return AsyncListener(self._engine, channels, timeout)
 
     # -- health, pool, lifetime --------------------------------------------------------
 

@@ -18,7 +18,16 @@ __all__ = ["PoolStats", "pool_exhausted_message"]
 class PoolStats:
     """Counters updated around each checkout; cheap enough for the hot path."""
 
-    __slots__ = ("_lock", "checked_out", "checkouts", "connections_lost", "max_wait", "timeouts", "waiting")
+    __slots__ = (
+        "_lock",
+        "checked_out",
+        "checkouts",
+        "connections_lost",
+        "listener_reconnects",
+        "max_wait",
+        "timeouts",
+        "waiting",
+    )
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -27,6 +36,7 @@ class PoolStats:
         self.checkouts = 0
         self.timeouts = 0
         self.connections_lost = 0
+        self.listener_reconnects = 0
         self.max_wait = 0.0
 
     def checkout_started(self) -> float:
@@ -60,6 +70,10 @@ class PoolStats:
         with self._lock:
             self.connections_lost += 1
 
+    def listener_lost(self) -> None:
+        with self._lock:
+            self.listener_reconnects += 1
+
     def counters(self) -> dict[str, Any]:
         """The counter part of :class:`PoolInfo`."""
         with self._lock:
@@ -69,6 +83,7 @@ class PoolStats:
                 "timeouts": self.timeouts,
                 "connections_lost": self.connections_lost,
                 "max_wait_ms": round(self.max_wait * 1000.0, 3),
+                "listener_reconnects": self.listener_reconnects,
             }
 
 
