@@ -207,7 +207,7 @@ def _ping(sa_conn: sa.Connection) -> None:
 class AsyncSQLAlchemyDriver(AsyncDriverBase[AsyncConnection]):
     """Any database SQLAlchemy has a dialect for."""
 
-    errors = (sa_exc.SQLAlchemyError, OSError, TypeError, ValueError)
+    errors: tuple[type[BaseException], ...] = (sa_exc.SQLAlchemyError, OSError, TypeError, ValueError)
     error_classes = ERROR_CLASSES
 
     def __init__(self, parts: EngineParts) -> None:
