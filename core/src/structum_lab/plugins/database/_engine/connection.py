@@ -89,7 +89,7 @@ class EngineConnection(Generic[RawT]):
         try:
             rows = engine.driver.execute(raw, query, bound)
         except engine.errors as exc:
-            raise engine.translate(exc, raw) from exc
+            raise engine.translate(exc, raw, sql=sql, params=params) from exc
         if engine.echo:
             SQL_LOG.info("%s %r", query, bound)
         self._last = result = self.result_class(rows, engine)
@@ -109,7 +109,7 @@ class EngineConnection(Generic[RawT]):
                 count = engine.driver.executemany(raw, statement.sql, chunk)
                 total = total + count if total >= 0 and count >= 0 else -1
         except engine.errors as exc:
-            raise engine.translate(exc, raw) from exc
+            raise engine.translate(exc, raw, sql=sql) from exc
         return total
 
     def stream(self, sql: str, params: Params = None, *, batch_size: int = 1000) -> Iterator[Row]:
@@ -127,7 +127,7 @@ class EngineConnection(Generic[RawT]):
         try:
             rows = engine.driver.stream(raw, query, bound, batch_size)
         except engine.errors as exc:
-            raise engine.translate(exc, raw) from exc
+            raise engine.translate(exc, raw, sql=sql, params=params) from exc
         entry = (rows, self._depth)
         if self._streams is None:
             self._streams = []

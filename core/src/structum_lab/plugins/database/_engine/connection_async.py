@@ -90,7 +90,7 @@ class AsyncEngineConnection(Generic[RawT]):
         try:
             rows = await engine.driver.execute(raw, query, bound)
         except engine.errors as exc:
-            raise engine.translate(exc, raw) from exc
+            raise engine.translate(exc, raw, sql=sql, params=params) from exc
         if engine.echo:
             SQL_LOG.info("%s %r", query, bound)
         self._last = result = self.result_class(rows, engine)
@@ -110,7 +110,7 @@ class AsyncEngineConnection(Generic[RawT]):
                 count = await engine.driver.executemany(raw, statement.sql, chunk)
                 total = total + count if total >= 0 and count >= 0 else -1
         except engine.errors as exc:
-            raise engine.translate(exc, raw) from exc
+            raise engine.translate(exc, raw, sql=sql) from exc
         return total
 
     async def stream(self, sql: str, params: Params = None, *, batch_size: int = 1000) -> AsyncIterator[Row]:
@@ -128,7 +128,7 @@ class AsyncEngineConnection(Generic[RawT]):
         try:
             rows = await engine.driver.stream(raw, query, bound, batch_size)
         except engine.errors as exc:
-            raise engine.translate(exc, raw) from exc
+            raise engine.translate(exc, raw, sql=sql, params=params) from exc
         entry = (rows, self._depth)
         if self._streams is None:
             self._streams = []

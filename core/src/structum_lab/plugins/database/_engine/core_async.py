@@ -262,12 +262,27 @@ class AsyncEngine(Generic[RawT]):
         return cast("type[E]", self.driver.error_classes.get(core, core))
 
     def translate(
-        self, exc: BaseException, raw: RawT | None = None, *, connecting: bool = False, context: str = ""
+        self,
+        exc: BaseException,
+        raw: RawT | None = None,
+        *,
+        connecting: bool = False,
+        context: str = "",
+        sql: str | None = None,
+        params: object = None,
     ) -> DatabaseError:
-        """The core error for a driver exception, secrets masked; a lost connection is counted."""
+        """The core error for a driver exception, secrets masked; a lost connection is counted.
+        ``sql``/``params``: the statement as the user wrote it, for the message."""
         original, lost = self.driver.unwrap_error(exc, raw)
         error = translate_error(
-            original, backend=self.backend, secrets=self.secrets, connecting=connecting, lost=lost, context=context
+            original,
+            backend=self.backend,
+            secrets=self.secrets,
+            connecting=connecting,
+            lost=lost,
+            context=context,
+            sql=sql,
+            params=params,
         )
         if isinstance(error, ConnectionLostError):
             self.stats.lost()

@@ -184,7 +184,7 @@ class EngineDatabase(Generic[ConnT]):
                     driver.begin(raw, None, False)
                     rows = driver.execute(raw, query, bound)
             except engine.errors as exc:
-                raise engine.translate(exc, raw) from exc
+                raise engine.translate(exc, raw, sql=sql, params=params) from exc
             result: Result = self._factory.result_class(rows, engine)
             if not engine.features.detached_results:
                 result = self._factory.result_class(rows, engine).buffered()

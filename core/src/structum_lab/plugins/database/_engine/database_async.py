@@ -182,7 +182,7 @@ class AsyncEngineDatabase(Generic[ConnT]):
                     await driver.begin(raw, None, False)
                     rows = await driver.execute(raw, query, bound)
             except engine.errors as exc:
-                raise engine.translate(exc, raw) from exc
+                raise engine.translate(exc, raw, sql=sql, params=params) from exc
             result: AsyncResult = self._factory.result_class(rows, engine)
             if not engine.features.detached_results:
                 result = await self._factory.result_class(rows, engine).buffered()

@@ -8,6 +8,8 @@ the error happened while connecting, or that the connection is now dead.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from typing import Any, Final
 
 from .._contract import errors as e
@@ -152,12 +154,17 @@ def translate_error(
     connecting: bool = False,
     lost: bool = False,
     context: str = "",
+    sql: str | None = None,
+    params: object = None,
 ) -> e.DatabaseError:
     """The core error for a driver exception, message scrubbed of secrets.
 
     ``connecting``: the error happened while opening a connection.
     ``lost``: the backend saw the connection die (e.g. SQLAlchemy's
     ``connection_invalidated``); this wins over the code-based guess.
+    ``sql`` and ``params``: the statement as the user wrote it, and its parameters: the
+    message shows that SQL rather than the driver's translation of it, and names the
+    parameter whose value could not be sent.
     The caller raises the result ``from exc`` so the driver error stays the cause.
     """
     if isinstance(exc, e.DatabaseError):
@@ -174,6 +181,8 @@ def translate_error(
     # PyMySQL-style errors carry (errno, message); show the message, not the tuple.
     text = str(args[1]) if len(args) == 2 and isinstance(args[0], int) else str(exc)
     detail = " ".join(text.split()) or type(exc).__name__
+    if sql is not None:
+        detail = _with_statement(detail, sql, params)
     if klass is e.ConnectionLostError:
         prefix = "the database connection was lost; the transaction was not committed"
     elif klass is e.ConnectionFailedError:
@@ -189,3 +198,34 @@ def translate_error(
         message = secrets.scrub(message)
         secrets.scrub_exception(exc)
     return klass(message, sqlstate=code, backend=backend)
+
+
+#: libpq's echo of the statement it received (the translated SQL), with its caret line.
+_SERVER_ECHO = re.compile(r"\s*LINE \d+: .*?\^")
+#: Drivers' words for a value they cannot send: psycopg's, sqlite3's.
+_CANNOT_SEND = re.compile(r"cannot adapt type '(?P<a>[^']+)'|binding parameter \S+: type '(?P<b>[^']+)'")
+_SQL_SHOWN = 300
+
+
+def _with_statement(detail: str, sql: str, params: object) -> str:
+    text = _SERVER_ECHO.sub("", detail)
+    m = _CANNOT_SEND.search(text)
+    if m:
+        name = _parameter_of_type(params, m.group("a") or m.group("b"))
+        if name:
+            text += f" (parameter {name})"
+    shown = " ".join(str(sql).split())
+    if len(shown) > _SQL_SHOWN:
+        shown = shown[: _SQL_SHOWN - 3] + "..."
+    return f"{text}; SQL: {shown}"
+
+
+def _parameter_of_type(params: object, type_name: str) -> str | None:
+    """``:name`` (or ``#n``) of the one parameter whose value is of ``type_name``, if just one is."""
+    if isinstance(params, Mapping):
+        found = [f":{key}" for key, value in params.items() if type(value).__name__ == type_name]
+    elif isinstance(params, list | tuple):
+        found = [f"#{i}" for i, value in enumerate(params, 1) if type(value).__name__ == type_name]
+    else:
+        return None
+    return found[0] if len(found) == 1 else None
