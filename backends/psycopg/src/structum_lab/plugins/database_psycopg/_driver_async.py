@@ -54,7 +54,11 @@ from ._pool import (
     STREAM_NAMES,
     TRANSLATOR,
     psycopg_isolation,
+    quiet_pool_log,
     stamp,
+)
+from ._pool import (
+    first_line as _first_line,
 )
 from ._settings import PoolSettings
 
@@ -127,10 +131,12 @@ class AsyncPsycopgRows:
 
 
 def connection_class(
-    monitor: ConnectMonitor, isolation: IsolationLevel | None, deadline: float | None
+    monitor: ConnectMonitor, isolation: IsolationLevel | None, deadline: float | None, name: str
 ) -> type[AsyncRaw]:
     """A ``psycopg`` connection subclass whose ``connect`` reports to ``monitor`` and whose
-    waits for the server give up after ``deadline`` seconds (core's ``kit_psycopg``)."""
+    waits for the server give up after ``deadline`` seconds (core's ``kit_psycopg``). An
+    outage is logged once, when it starts, and once when it ends (psycopg_pool's own
+    warning for every attempt is left out: see ``quiet_pool_log``)."""
     level = psycopg_isolation(isolation)
 
     class AsyncStructumConnection(AsyncPsycopgDeadline, AsyncConnection[Row]):
@@ -145,12 +151,14 @@ def connection_class(
             try:
                 conn = await super().connect(conninfo, **kwargs)
             except Exception as exc:
-                monitor.failed(exc)
+                if monitor.failed(exc):
+                    log.warning("database %r: cannot connect (%s); retrying in the background", name, _first_line(exc))
                 raise
             if level is not None:
                 await conn.set_isolation_level(level)
             stamp(conn)
-            monitor.succeeded()
+            if monitor.succeeded():
+                log.warning("database %r: connected again", name)
             return conn
 
     return AsyncStructumConnection
@@ -180,7 +188,8 @@ class AsyncPsycopgDriver(AsyncDriverBase[AsyncRaw]):
         self._timeout, self._pre_ping, self._window = s.timeout, s.pre_ping, s.pre_ping_window
         self._default_isolation = psycopg_isolation(s.isolation)
         self._monitor = ConnectMonitor()
-        self._conn_class = connection_class(self._monitor, s.isolation, s.statement_deadline)
+        quiet_pool_log()
+        self._conn_class = connection_class(self._monitor, s.isolation, s.statement_deadline, name)
         self._closed = False
         self._renew_lock = threading.Lock()
         self._cleared_at = 0.0

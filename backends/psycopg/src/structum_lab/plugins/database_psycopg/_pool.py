@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Callable, Sequence
 from time import monotonic
 from typing import Any, Final
@@ -29,6 +30,8 @@ __all__ = [
     "STREAM_NAMES",
     "TRANSLATOR",
     "psycopg_isolation",
+    "first_line",
+    "quiet_pool_log",
     "row_factory",
     "stamp",
 ]
@@ -85,3 +88,25 @@ def stamp(conn: Any) -> None:
     conn._sdb_created = conn._sdb_used = monotonic()
     conn._sdb_readable = readable_probe(conn.pgconn.socket)
     conn._sdb_pool = None
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message (libpq adds hints on further lines)."""
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+class _PoolNoise(logging.Filter):
+    """Drops psycopg_pool's warning for each failed connection attempt of our pools (one per
+    attempt, every few seconds, printed to stderr when logging is not configured); the
+    driver reports an outage once instead, through our logger, masked."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.levelno == logging.WARNING and record.getMessage().startswith("error connecting in 'structum-")
+        )
+
+
+def quiet_pool_log() -> None:
+    logger = logging.getLogger("psycopg.pool")
+    if not any(isinstance(f, _PoolNoise) for f in logger.filters):
+        logger.addFilter(_PoolNoise())

@@ -26,6 +26,9 @@ __all__ = ["PoolSettings", "normalize_prepare_threshold", "resolve_settings"]
 
 log = logging.getLogger("structum_lab.plugins.database")
 
+#: pool_size when the user left it out (COMMON_OPTIONS' default).
+_DEFAULT_POOL_SIZE: Final = 5
+
 #: Arguments the backend owns: it manages transactions and the row shape itself.
 _RESERVED: Final = frozenset({"autocommit", "row_factory", "cursor_factory", "context"})
 
@@ -73,11 +76,14 @@ def resolve_settings(url: DatabaseURL, options: Mapping[str, Any], *, row_factor
         )
     o = options
     pool_size, max_overflow = o["pool_size"], o["max_overflow"]
-    low = pool_size if o["min_size"] is None else o["min_size"]
-    high = max(low, pool_size + max_overflow) if o["max_size"] is None else o["max_size"]
-    if high < low:
-        raise ConfigurationError(f"pool sizes do not fit: min_size={low}, max_size={high}; need min_size <= max_size")
+    low, high = _sizes(pool_size, max_overflow, o["min_size"], o["max_size"])
     wait = o["pool_timeout"] if o["timeout"] is None else o["timeout"]
+    if wait <= 0:
+        raise ConfigurationError(
+            f"{'timeout' if o['timeout'] is not None else 'pool_timeout'}={wait:g} would fail every checkout that "
+            "waits even a moment (psycopg_pool opens connections in the background); give it a few seconds, "
+            "or a fraction such as 0.1 to fail fast"
+        )
     if o["max_lifetime"] is not None:
         lifetime = o["max_lifetime"]
     elif o["pool_recycle"] is not None:
@@ -137,6 +143,27 @@ def resolve_settings(url: DatabaseURL, options: Mapping[str, Any], *, row_factor
         statement_deadline=deadline,
         ping_budget=ping_budget(checkout_wait, connect_s, deadline),
     )
+
+
+def _sizes(pool_size: int, max_overflow: int, min_size: int | None, max_size: int | None) -> tuple[int, int]:
+    """(min_size, max_size): psycopg_pool's own names win; a cap given alone lowers a minimum
+    left at its default (pool_size=5); what the user set and does not fit is an error naming it."""
+    if max_size is None:
+        low = pool_size if min_size is None else min_size
+        return low, max(low, pool_size + max_overflow)
+    if min_size is not None:
+        if min_size > max_size:
+            raise ConfigurationError(
+                f"pool sizes do not fit: min_size={min_size} is above max_size={max_size}; "
+                "lower min_size or raise max_size"
+            )
+        return min_size, max_size
+    if pool_size > max_size and pool_size != _DEFAULT_POOL_SIZE:
+        raise ConfigurationError(
+            f"pool sizes do not fit: pool_size={pool_size} is above max_size={max_size}; lower pool_size "
+            "(or set min_size) or raise max_size"
+        )
+    return min(pool_size, max_size), max_size
 
 
 def _conninfo_options(conninfo: str) -> str | None:

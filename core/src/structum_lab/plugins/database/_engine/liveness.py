@@ -28,23 +28,30 @@ class ConnectMonitor:
     Plain attribute writes: readers only need the latest value, not a consistent pair.
     """
 
-    __slots__ = ("error", "up")
+    __slots__ = ("error", "reported", "up")
 
     def __init__(self) -> None:
         self.up = False
         self.error: BaseException | None = None
+        self.reported = False  # the current outage has been reported
 
     def still_up(self) -> bool:
         """``up``, read again after a wait (during which a pool worker may have changed it)."""
         return self.up
 
-    def succeeded(self) -> None:
+    def succeeded(self) -> bool:
+        """Record a connection; True when it ends an outage that was reported."""
         self.error = None
         self.up = True
+        ended, self.reported = self.reported, False
+        return ended
 
-    def failed(self, error: BaseException) -> None:
+    def failed(self, error: BaseException) -> bool:
+        """Record a failed attempt; True for the first one of an outage (report it once)."""
         self.up = False
         self.error = error
+        first, self.reported = not self.reported, True
+        return first
 
     def suspect(self) -> None:
         """A connection died: wait for the next attempt's outcome before trusting the pool again."""
