@@ -33,9 +33,16 @@ def tr(sql: str, dialect: SQLDialect = POSTGRESQL, target: ParamTarget = PSYCOPG
     return Translator(dialect, target).prepare(sql)
 
 
-def error(sql: str, params: object = None, dialect: SQLDialect = POSTGRESQL, target: ParamTarget = PSYCOPG) -> str:
+def error(
+    sql: str,
+    params: object = None,
+    dialect: SQLDialect = POSTGRESQL,
+    target: ParamTarget = PSYCOPG,
+    *,
+    strict: bool = False,
+) -> str:
     with pytest.raises(ParameterError) as info:
-        Translator(dialect, target)(sql, params)
+        Translator(dialect, target, strict=strict)(sql, params)
     return str(info.value)
 
 
@@ -356,17 +363,36 @@ def test_no_placeholders_bind_empty() -> None:
 
 @pytest.mark.parametrize(("params", "shown"), [({"a": 1}, "keys 'a'"), ((1, 2), "2 values"), (5, "a int")])
 def test_no_placeholders_rejects_params(params: object, shown: str) -> None:
-    message = error("SELECT 1", params)
+    message = error("SELECT 1", params, strict=True)
     assert message.startswith("the SQL has no placeholders but parameters were given: ")
     assert shown in message
 
 
+@pytest.mark.parametrize(("params", "shown"), [((1, 2), "2 values"), (5, "a int")])
+def test_no_placeholders_rejects_values_without_names(params: object, shown: str) -> None:
+    assert shown in error("SELECT 1", params)  # a list or a scalar is a mistake, strict or not
+
+
+def test_no_placeholders_ignores_a_mapping_by_default() -> None:
+    assert PG("SELECT 1", {"a": 1}) == ("SELECT 1", None)
+
+
+@pytest.mark.parametrize("target", [PSYCOPG, PYMYSQL, SQLITE3, ASYNCPG])
+def test_extra_keys_are_ignored_by_default(target: ParamTarget) -> None:
+    sql, bound = Translator(POSTGRESQL, target)("SELECT :a, :b", {"b": 2, "unused": "x", "a": 1})
+    # the driver gets exactly its own parameters, in its own shape
+    assert bound in ({"a": 1, "b": 2}, (1, 2))
+    assert "unused" not in str(bound)
+
+
 def test_missing_name_suggests_close_key() -> None:
-    message = error("SELECT :user_id", {"userid": "s3cret"})
+    message = error("SELECT :user_id", {"userid": "s3cret"}, strict=True)
     assert "missing parameter :user_id" in message
     assert "did you mean 'userid'?" in message
     assert "unexpected parameter 'userid'" in message
     assert "s3cret" not in message
+    lenient = error("SELECT :user_id", {"userid": "s3cret"})
+    assert "did you mean 'userid'?" in lenient and "unexpected" not in lenient and "s3cret" not in lenient
 
 
 def test_missing_several_names() -> None:
@@ -378,8 +404,8 @@ def test_missing_in_pyformat_uses_pyformat_spelling() -> None:
     assert "missing parameter %(a)s" in error("SELECT %(a)s", {})
 
 
-def test_extra_keys_are_errors() -> None:
-    message = error("SELECT :a", {"a": "secret-1", "b": "secret-2", "c": 3})
+def test_extra_keys_are_errors_when_strict() -> None:
+    message = error("SELECT :a", {"a": "secret-1", "b": "secret-2", "c": 3}, strict=True)
     assert "unexpected parameters 'b', 'c'" in message
     assert "secret" not in message
 

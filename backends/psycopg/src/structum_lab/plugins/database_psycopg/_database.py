@@ -91,6 +91,7 @@ class PostgresDatabase(EngineDatabase[PostgresConnection]):
         health_check_timeout: float = 5.0,
         health_degraded_ms: float = 1000.0,
         name: str | None = None,
+        strict_params: bool = False,
         echo: bool = False,
         pool_use_lifo: bool = False,
     ) -> None:

@@ -78,6 +78,7 @@ class AsyncSQLAlchemyDatabase(AsyncEngineDatabase[AsyncSQLAlchemyConnection]):
         health_check_timeout: float = 5.0,
         health_degraded_ms: float = 1000.0,
         name: str | None = None,
+        strict_params: bool = False,
         engine_options: Mapping[str, Any] | None = None,
         prepare_threshold: int | str | None = 5,
     ) -> None:

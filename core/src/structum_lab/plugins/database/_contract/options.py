@@ -82,6 +82,13 @@ COMMON_OPTIONS: Final[Mapping[str, Option]] = dict(
             "health_degraded_ms", "float", 1000.0, "Latency above which health is DEGRADED", minimum=0, nullable=False
         ),
         _opt("connect_args", "dict", None, "Extra keyword arguments for the driver's connect()"),
+        _opt(
+            "strict_params",
+            "bool",
+            False,
+            "Refuse parameter mappings with names the SQL does not use (by default they are ignored)",
+            nullable=False,
+        ),
     ]
 )
 

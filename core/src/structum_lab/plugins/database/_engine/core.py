@@ -80,6 +80,7 @@ class Engine(Generic[RawT]):
         echo: bool,
         health_check_timeout: float,
         health_degraded_ms: float,
+        strict_params: bool = False,
     ) -> None:
         self.database = database
         self.driver = driver
@@ -87,7 +88,7 @@ class Engine(Generic[RawT]):
         self.backend = backend
         self.secrets = secrets
         self.features = driver.features
-        self.translator = driver.translator
+        self.translator = driver.translator.strict_twin() if strict_params else driver.translator
         self.errors = driver.errors
         self.read_errors: tuple[type[BaseException], ...] = (NoRows, *driver.errors)
         self.echo = echo and not driver.features.logs_sql

@@ -54,6 +54,7 @@ class EngineDatabase(Generic[ConnT]):
     _name: str
     _secrets: Secrets
     _echo: bool
+    _strict_params: bool
     health_check_timeout: float
     health_degraded_ms: float
 
@@ -72,6 +73,7 @@ class EngineDatabase(Generic[ConnT]):
         self.health_check_timeout = options.pop("health_check_timeout", 5.0)
         self.health_degraded_ms = options.pop("health_degraded_ms", 1000.0)
         self._echo = bool(options.get("echo"))
+        self._strict_params = bool(options.pop("strict_params", False))
         get_plugin_manager().load_observer_entry_points()
         ensure_reaper()  # returns connections that are garbage-collected without close()
         return parsed, options
@@ -86,6 +88,7 @@ class EngineDatabase(Generic[ConnT]):
             backend=self.backend_name,
             secrets=self._secrets,
             echo=self._echo,
+            strict_params=self._strict_params,
             health_check_timeout=self.health_check_timeout,
             health_degraded_ms=self.health_degraded_ms,
         )

@@ -20,53 +20,30 @@ Rules:
   ``%`` doubled, inside literals and comments too, because they parse the whole text.
 * SQL without placeholders is sent untouched and binds to ``None``: the backend then calls
   the driver without parameters, so no ``%`` is parsed at all.
-* Parameters must match exactly: missing or extra names and wrong counts are errors whose
-  messages name parameters and counts, never values (they may be secrets).
+* Missing names and wrong counts are errors whose messages name parameters and counts,
+  never values (they may be secrets). Extra names in a mapping are ignored, as SQLAlchemy's
+  ``text()``, psycopg and Django do (so one dict can serve several statements); a
+  ``strict`` translator (the ``strict_params`` option) refuses them.
 """
 
 from __future__ import annotations
 
 import difflib
-import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
 from itertools import islice
 from operator import itemgetter
 from typing import Any, Literal, NoReturn, TypeAlias, cast
 
 from .._contract.errors import ParameterError
+from .sql_lexer import GENERIC, MYSQL, POSTGRESQL, SQLITE, SQLDialect, scan
 
 __all__ = ["ASYNCPG", "GENERIC", "MYSQL", "POSTGRESQL", "PSYCOPG", "PSYCOPG_POSITIONAL", "PYMYSQL", "SQLITE", "SQLITE3"]
 __all__ += ["Bound", "ParamTarget", "SQLDialect", "Statement", "Translator"]
 
 Style: TypeAlias = Literal["none", "named", "pyformat", "format", "numeric_dollar"]
 Bound: TypeAlias = Mapping[str, object] | Sequence[object] | None
-
-
-@dataclass(frozen=True, slots=True)
-class SQLDialect:
-    """Lexical rules of the SQL text; ``'...'``, ``"..."``, ``--`` and ``/* */`` exist everywhere."""
-
-    name: str
-    backslash_escapes: bool = False
-    dollar_quotes: bool = False
-    backtick_identifiers: bool = False
-    hash_comments: bool = False
-    nested_comments: bool = False
-    escape_strings: bool = False
-    # MySQL only starts a ``--`` comment when whitespace follows: ``1--1`` is ``1 - -1``.
-    dash_comment_needs_space: bool = False
-
-
-POSTGRESQL = SQLDialect("postgresql", dollar_quotes=True, nested_comments=True, escape_strings=True)
-MYSQL = SQLDialect(
-    "mysql", backslash_escapes=True, backtick_identifiers=True, hash_comments=True, dash_comment_needs_space=True
-)
-# SQLite accepts MySQL-style backtick identifiers for compatibility.
-SQLITE = SQLDialect("sqlite", backtick_identifiers=True)
-GENERIC = SQLDialect("generic")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,14 +76,16 @@ class Statement:
     the distinct parameter names in order of first appearance (named styles only).
     """
 
-    __slots__ = ("names", "sql", "style")
+    __slots__ = ("names", "sql", "strict", "style")
 
     sql: str
     style: Style
     names: tuple[str, ...]
+    #: Extra names in a parameter mapping are an error (else they are ignored).
+    strict: bool
 
-    def __init__(self, sql: str, style: Style, names: tuple[str, ...] = ()) -> None:
-        _init(self, sql=sql, style=style, names=names)
+    def __init__(self, sql: str, style: Style, names: tuple[str, ...] = (), *, strict: bool = False) -> None:
+        _init(self, sql=sql, style=style, names=names, strict=strict)
 
     def __setattr__(self, name: str, value: object) -> NoReturn:
         raise AttributeError(f"Statement is immutable; cannot set {name!r}")
@@ -147,7 +126,7 @@ class _NoParams(Statement):
         if params is None:
             return None
         if isinstance(params, Mapping | list | tuple):
-            if not params:
+            if not params or (isinstance(params, Mapping) and not self.strict):
                 return None
             given = "keys " + ", ".join(map(repr, params)) if isinstance(params, Mapping) else f"{len(params)} values"
         else:
@@ -161,8 +140,8 @@ class _Named(Statement):
     __slots__ = ("_keys",)
     _keys: frozenset[str]
 
-    def __init__(self, sql: str, style: Style, names: tuple[str, ...]) -> None:
-        super().__init__(sql, style, names)
+    def __init__(self, sql: str, style: Style, names: tuple[str, ...], *, strict: bool = False) -> None:
+        super().__init__(sql, style, names, strict=strict)
         _init(self, _keys=frozenset(names))
 
     def bind(self, params: object) -> Bound:
@@ -183,11 +162,12 @@ class _Named(Statement):
             )
         given = params.keys()
         missing = [n for n in self.names if n not in given]
-        extra = [k for k in given if k not in self._keys]
+        unknown = [k for k in given if k not in self._keys] if self.strict or missing else []
+        extra = unknown if self.strict else []
         if missing or extra:
             problems = []
             if missing:
-                candidates = [str(k) for k in extra]
+                candidates = [str(k) for k in unknown]
                 parts = []
                 for name in missing:
                     close = difflib.get_close_matches(name, candidates, n=1)
@@ -199,6 +179,8 @@ class _Named(Statement):
                     " (no such placeholder in the SQL)"
                 )
             raise ParameterError("; ".join(problems))
+        if len(given) != len(self._keys):  # extra names, ignored: the driver gets exactly its own
+            return {name: params[name] for name in self.names}
         # pymysql only takes a real dict for %(name)s, so other mappings are copied once.
         return params if isinstance(params, dict) else dict(params)
 
@@ -212,8 +194,10 @@ class _NamedToPositional(_Named):
     __slots__ = ("_pick",)
     _pick: Callable[[Any], tuple[Any, ...]]
 
-    def __init__(self, sql: str, style: Style, names: tuple[str, ...], order: Sequence[str]) -> None:
-        super().__init__(sql, style, names)
+    def __init__(
+        self, sql: str, style: Style, names: tuple[str, ...], order: Sequence[str], *, strict: bool = False
+    ) -> None:
+        super().__init__(sql, style, names, strict=strict)
         _init(self, _pick=_picker(order))
 
     def bind(self, params: object) -> Bound:
@@ -286,106 +270,13 @@ def _picker(keys: Sequence[Any]) -> Callable[[Any], tuple[Any, ...]]:
     return itemgetter(*keys)
 
 
-# --- lexing -------------------------------------------------------------------------------
-
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-# Closers run from just after the opening quote. A doubled quote ('' or "") closes one
-# literal and opens the next, which classifies every character the same way as one literal.
-_CLOSE = {
-    "'": re.compile(r"[^']*'"),
-    '"': re.compile(r'[^"]*"'),
-    "`": re.compile(r"[^`]*`"),
-    "'\\": re.compile(r"[^'\\]*(?:\\.[^'\\]*)*'", re.S),
-    '"\\': re.compile(r'[^"\\]*(?:\\.[^"\\]*)*"', re.S),
-}
-_EOL = re.compile(r"[\n\r]")
-_NESTING = re.compile(r"/\*|\*/")
-
-
-@cache
-def _scanner(d: SQLDialect) -> re.Pattern[str]:
-    parts = []
-    if d.escape_strings:
-        parts.append(r"(?P<estr>(?<![\w$])[Ee]')")
-    parts.append(r"(?P<quote>['\"" + ("`" if d.backtick_identifiers else "") + "])")
-    parts.append(r"(?P<line>--(?=\s|\Z))" if d.dash_comment_needs_space else r"(?P<line>--)")
-    if d.hash_comments:
-        parts.append(r"(?P<hash>\#)")
-    parts.append(r"(?P<block>/\*)")
-    if d.dollar_quotes:
-        parts.append(r"(?P<dollar>(?<![\w$])\$(?:[^\W\d]\w*)?\$)")
-    parts.append(r"(?P<numeric_dollar>(?<![\w$])\$(?P<num>\d+))")
-    parts.append(r"(?P<named>(?<![\w$:]):(?P<name>[A-Za-z_][A-Za-z0-9_]*))")
-    parts.append(r"(?P<percent>%(?:%|s|\((?P<pname>[^)]*)\)s)?)")
-    return re.compile("|".join(parts))
-
-
-def _scan(sql: str, dialect: SQLDialect) -> tuple[list[str], list[tuple[str, str]]]:
-    """Split ``sql`` into the text between placeholders and the placeholders (kind, name)."""
-    search = _scanner(dialect).search
-    end_of_sql = len(sql)
-    texts: list[str] = []
-    holders: list[tuple[str, str]] = []
-    pos = start = 0
-    while (m := search(sql, pos)) is not None:
-        kind, pos = m.lastgroup, m.end()
-        if kind == "quote":
-            quote = m.group()
-            closer = _CLOSE[quote + "\\" if dialect.backslash_escapes and quote != "`" else quote]
-            c = closer.match(sql, pos)
-            pos = c.end() if c else end_of_sql
-        elif kind == "estr":
-            c = _CLOSE["'\\"].match(sql, pos)
-            pos = c.end() if c else end_of_sql
-        elif kind in ("line", "hash"):
-            eol = _EOL.search(sql, pos)
-            pos = eol.start() if eol else end_of_sql
-        elif kind == "block":
-            pos = _skip_block(sql, pos, dialect.nested_comments)
-        elif kind == "dollar":
-            found = sql.find(m.group(), pos)
-            pos = end_of_sql if found < 0 else found + len(m.group())
-        elif kind == "percent":
-            if m.group() == "%s":
-                holders.append(("format", ""))
-            elif (pname := m.group("pname")) is not None:
-                if not _NAME.match(pname):
-                    raise ParameterError(
-                        f"invalid parameter name {pname!r} in %({pname})s; names must match [A-Za-z_][A-Za-z0-9_]*"
-                    )
-                holders.append(("pyformat", pname))
-            else:
-                continue  # %% or a lone %: text, handled when rendering
-            texts.append(sql[start : m.start()])
-            start = pos
-        else:
-            holders.append(("named", m.group("name")) if kind == "named" else ("numeric_dollar", m.group("num")))
-            texts.append(sql[start : m.start()])
-            start = pos
-    texts.append(sql[start:])
-    return texts, holders
-
-
-def _skip_block(sql: str, pos: int, nested: bool) -> int:
-    if not nested:
-        found = sql.find("*/", pos)
-        return len(sql) if found < 0 else found + 2
-    depth = 1
-    while (m := _NESTING.search(sql, pos)) is not None:
-        pos = m.end()
-        depth += 1 if m.group() == "/*" else -1
-        if depth == 0:
-            return pos
-    return len(sql)
-
-
 # --- translation ---------------------------------------------------------------------------
 
 
-def _compile(sql: str, dialect: SQLDialect, target: ParamTarget) -> Statement:
-    texts, holders = _scan(sql, dialect)
+def _compile(sql: str, dialect: SQLDialect, target: ParamTarget, strict: bool = False) -> Statement:
+    texts, holders = scan(sql, dialect)
     if not holders:
-        return _NoParams(sql, "none")
+        return _NoParams(sql, "none", strict=strict)
     kinds = {kind for kind, _ in holders}
     if len(kinds) > 1:
         found = " and ".join(_LABEL[k] for k in ("named", "pyformat", "format", "numeric_dollar") if k in kinds)
@@ -405,13 +296,14 @@ def _compile(sql: str, dialect: SQLDialect, target: ParamTarget) -> Statement:
         names = tuple(index)
         if target.named is not None:
             marks = [f"%({n})s" if target.named == "pyformat" else f":{n}" for _, n in holders]
-            stmt: Statement = _Named(_render(sql, texts, marks), style, names)
+            stmt: Statement = _Named(_render(sql, texts, marks), style, names, strict=strict)
         elif target.positional == "numeric_dollar":
             marks = [f"${i + 1}" for i in occurrence]
-            stmt = _NamedToPositional(_render(sql, texts, marks), style, names, names)
+            stmt = _NamedToPositional(_render(sql, texts, marks), style, names, names, strict=strict)
         else:
             marks = [_POSITIONAL_MARK[target.positional]] * len(holders)
-            stmt = _NamedToPositional(_render(sql, texts, marks), style, names, [names[i] for i in occurrence])
+            picks = [names[i] for i in occurrence]
+            stmt = _NamedToPositional(_render(sql, texts, marks), style, names, picks, strict=strict)
         return stmt
 
     if style == "format":
@@ -450,14 +342,18 @@ def _render(sql: str, texts: list[str], marks: list[str]) -> str:
 class Translator:
     """Translates SQL for one dialect and one driver, caching a :class:`Statement` per SQL string."""
 
-    __slots__ = ("_cache", "_lock", "_lookup", "cache_size", "dialect", "target")
+    __slots__ = ("_cache", "_lock", "_lookup", "cache_size", "dialect", "strict", "target")
 
-    def __init__(self, dialect: SQLDialect, target: ParamTarget, *, cache_size: int = 2048) -> None:
+    def __init__(
+        self, dialect: SQLDialect, target: ParamTarget, *, cache_size: int = 2048, strict: bool = False
+    ) -> None:
         if cache_size < 1:
             raise ValueError(f"cache_size must be at least 1, got {cache_size}")
         self.dialect = dialect
         self.target = target
         self.cache_size = cache_size
+        #: Extra names in parameter mappings are errors (``strict_params``).
+        self.strict = strict
         self._cache: dict[str, Statement] = {}
         # Bound once: eviction deletes in place, so this stays the live cache's get.
         self._lookup = self._cache.get
@@ -465,6 +361,10 @@ class Translator:
 
     def __repr__(self) -> str:
         return f"Translator({self.dialect.name!r} -> {self.target.name!r}, {len(self._cache)} cached)"
+
+    def strict_twin(self) -> Translator:
+        """The same translation, refusing extra names in parameter mappings (its own cache)."""
+        return Translator(self.dialect, self.target, cache_size=self.cache_size, strict=True)
 
     def prepare(self, sql: str) -> Statement:
         """The cached :class:`Statement` for ``sql``, translating it on first use."""
@@ -487,7 +387,7 @@ class Translator:
     def _miss(self, sql: object) -> Statement:
         if not isinstance(sql, str):
             raise ParameterError(f"SQL must be a str, got {type(sql).__name__}")
-        stmt = _compile(sql, self.dialect, self.target)
+        stmt = _compile(sql, self.dialect, self.target, self.strict)
         with self._lock:
             cache = self._cache
             if len(cache) >= self.cache_size:
