@@ -379,7 +379,7 @@ def test_no_placeholders_ignores_a_mapping_by_default() -> None:
 
 @pytest.mark.parametrize("target", [PSYCOPG, PYMYSQL, SQLITE3, ASYNCPG])
 def test_extra_keys_are_ignored_by_default(target: ParamTarget) -> None:
-    sql, bound = Translator(POSTGRESQL, target)("SELECT :a, :b", {"b": 2, "unused": "x", "a": 1})
+    _, bound = Translator(POSTGRESQL, target)("SELECT :a, :b", {"b": 2, "unused": "x", "a": 1})
     # the driver gets exactly its own parameters, in its own shape
     assert bound in ({"a": 1, "b": 2}, (1, 2))
     assert "unused" not in str(bound)

@@ -16,7 +16,7 @@ from ._contract.driver_async import AsyncDriver, AsyncDriverBase, AsyncNotifier,
 from ._contract.features import ALL_ISOLATION_LEVELS, Features, NoRows, PoolExhausted, PoolLimits
 from ._contract.health import OK_MESSAGE
 from ._contract.options import COMMON_OPTIONS, Option, validate_options
-from ._contract.rows import GC_PAUSE_ROWS, Row, paused_gc
+from ._contract.rows import GC_PAUSE_ROWS, Row, duplicate_columns, paused_gc
 from ._contract.url import DatabaseURL, mask_url
 from ._engine import leaks
 from ._engine.background import AsyncBackground, Background
@@ -111,6 +111,7 @@ __all__ = [
     "lexer_for",
     "backend_hooks",
     "driver_install_hint",
+    "duplicate_columns",
     "lazy_exports",
     "log",
     "mysql_statement_timeout_sql",

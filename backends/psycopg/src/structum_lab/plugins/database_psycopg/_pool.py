@@ -20,7 +20,13 @@ from psycopg import IsolationLevel as PgIsolation
 from psycopg.rows import no_result
 
 from structum_lab.plugins.database import IsolationLevel, Row
-from structum_lab.plugins.database.kit import POSTGRESQL, PSYCOPG_POSITIONAL, Translator, readable_probe
+from structum_lab.plugins.database.kit import (
+    POSTGRESQL,
+    PSYCOPG_POSITIONAL,
+    Translator,
+    duplicate_columns,
+    readable_probe,
+)
 
 __all__ = [
     "CLOSE_WAIT",
@@ -76,6 +82,13 @@ def row_factory(cursor: Any) -> Callable[[Sequence[Any]], Row]:
     names = _column_names(cursor)
     if names is None:
         return no_result
+    duplicated = duplicate_columns(names)
+    if duplicated is not None:
+
+        def refuse(values: Sequence[Any]) -> Row:
+            raise duplicated
+
+        return refuse
 
     def make_row(values: Sequence[Any]) -> Row:
         return Row(zip(names, values))  # noqa: B905 - one value per column, by construction

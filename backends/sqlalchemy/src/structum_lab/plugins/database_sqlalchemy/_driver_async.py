@@ -26,6 +26,7 @@ from structum_lab.plugins.database.kit import (
     Features,
     NoRows,
     PoolExhausted,
+    duplicate_columns,
     log,
     paused_gc,
     round_trip_cap,
@@ -42,7 +43,7 @@ _PQ_INERROR: Final = 3  # libpq's PQTRANS_INERROR
 class AsyncSQLAlchemyRows:
     """The rows of one statement, from the DB-API cursor under SQLAlchemy's result."""
 
-    __slots__ = ("_cursor", "_keys", "_result", "returns_rows", "rowcount")
+    __slots__ = ("_cursor", "_duplicated", "_keys", "_result", "returns_rows", "rowcount")
 
     def __init__(self, result: sa.CursorResult[Any]) -> None:
         self._result = result
@@ -50,6 +51,7 @@ class AsyncSQLAlchemyRows:
         description = cursor.description if cursor is not None else None
         # No description: DML without RETURNING (SQLAlchemy has already closed the cursor).
         self._keys: list[str] = [d[0] for d in description] if description else []
+        self._duplicated = duplicate_columns(self._keys)
         self.returns_rows = description is not None
         self._cursor = cursor if description is not None else None
         self.rowcount: int = cursor.rowcount if cursor is not None else result.rowcount
@@ -61,6 +63,8 @@ class AsyncSQLAlchemyRows:
         cursor = self._cursor
         if cursor is None and not self.returns_rows:
             raise NoRows
+        if self._duplicated is not None:
+            raise self._duplicated
         return cursor
 
     def _exhausted(self) -> None:
@@ -99,7 +103,9 @@ class AsyncSQLAlchemyRows:
             return [Row(zip(keys, values, strict=False)) for values in batch]  # one value per key
 
     async def scalar(self) -> object:
-        cursor = self._cursor_or_end()
+        cursor = self._cursor
+        if cursor is None and not self.returns_rows:
+            raise NoRows
         values = cursor.fetchone() if cursor is not None else None
         if cursor is not None:
             self._exhausted()

@@ -12,9 +12,12 @@ common path nothing.
 from __future__ import annotations
 
 import gc
+from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["GC_PAUSE_ROWS", "Row", "paused_gc"]
+from .errors import ProgrammingError
+
+__all__ = ["GC_PAUSE_ROWS", "Row", "duplicate_columns", "paused_gc"]
 
 #: Batches of more rows than this are built with the cyclic garbage collector paused.
 GC_PAUSE_ROWS = 1000
@@ -23,9 +26,11 @@ GC_PAUSE_ROWS = 1000
 class Row(dict[str, Any]):
     """A result row: a dict keyed by column name, in select-list order.
 
-    Iteration yields column names, as for any dict; use ``row.values()`` or
-    ``tuple(row.values())`` for the values. Two result columns with the same name
-    keep the last one: alias them (``SELECT a.id AS a_id, b.id AS b_id``).
+    Iteration yields column names, as for any dict, so ``a, b = row`` unpacks the names;
+    unpack the values with ``a, b = row.values()``. Two result columns with the same name
+    cannot both be keys: reading rows of such a result raises ``ProgrammingError`` naming
+    the column (alias them: ``SELECT a.id AS a_id, b.id AS b_id``); ``result.scalar()``
+    still reads the first column by position.
     """
 
     __slots__ = ()
@@ -75,3 +80,17 @@ class paused_gc:
     def __exit__(self, *exc_info: object) -> None:
         if self._paused:
             gc.enable()
+
+
+def duplicate_columns(names: Sequence[str]) -> ProgrammingError | None:
+    """The error for a result with two columns of one name (rows are dicts: one would be lost)."""
+    if len(set(names)) == len(names):
+        return None
+    seen: set[str] = set()
+    twice = sorted({name for name in names if name in seen or seen.add(name)})  # type: ignore[func-returns-value]
+    shown = ", ".join(repr(name) for name in twice)
+    return ProgrammingError(
+        f"the result has more than one column named {shown}; rows are dicts by column name, so one value "
+        f"would be lost: alias them (SELECT a.id AS a_id, b.id AS b_id), or read the first column by "
+        f"position with result.scalar()"
+    )
