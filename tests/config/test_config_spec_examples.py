@@ -110,10 +110,15 @@ def test_complete_example_development(tmp_path: Path, caplog: pytest.LogCaptureF
         "echo": True,
         "options": {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}},
     }
-    # The JSON-style inline table is accepted, with a warning that names the place.
-    [record] = caplog.records
-    assert "config/app/database.toml" in record.getMessage()
-    assert "line 10, column 35" in record.getMessage()
+    # The JSON-style inline table is accepted, with a warning that names the place; and the
+    # secret url replacing the file's in every environment is said once, without its value.
+    toml_warning, override = (r.getMessage() for r in caplog.records)
+    assert "config/app/database.toml" in toml_warning
+    assert "line 10, column 35" in toml_warning
+    assert "config/.secrets.toml [database] overrides the url of config/app/database.toml [default]" in override
+    assert "[database.production]" in override and SECRET_URL not in override
+    provider.get_namespace("database")
+    assert len(caplog.records) == 2  # once
 
 
 @pytest.mark.parametrize("how", ["env var", "constructor"])

@@ -31,6 +31,12 @@ class DynaconfConfigProvider:
     variables ``STRUCTUM_<NAMESPACE>__<KEY>`` override both. Precedence, highest
     first: environment variables, secrets, the active environment's table,
     ``[default]``, top-level keys. Tables merge key by key at every depth.
+
+    A secret can be scoped to one environment: ``[database.production]`` in the secrets
+    file applies only when ``production`` is active (over the namespace's unscoped
+    ``[database]`` secrets). An unscoped secret ``url`` that overrides the url of the
+    active environment's own file section is reported once (a development run would
+    otherwise connect to the host the secret names): see :meth:`url_override`.
     """
 
     def __init__(
@@ -62,6 +68,7 @@ class DynaconfConfigProvider:
         self._secrets_label = secrets_file
         self._layers: dict[tuple[Path, str], FileLayer] = {}
         self._warned_environments: set[str] = set()
+        self._warned_overrides: set[tuple[str, str]] = set()
 
     @classmethod
     def discover(cls, root_path: str | os.PathLike[str] = ".") -> DynaconfConfigProvider:
@@ -177,7 +184,14 @@ class DynaconfConfigProvider:
             layer = self._file_layer(config, environment)
             resolved.apply(layer.values, Origin(config.label), layer.origins)
         if name in self._secrets:
-            resolved.apply(self._secrets[name], Origin(f"{self._secrets_label} [{name}]"))
+            shared, scoped = self._split_secrets(self._secrets[name], environment)
+            override = self._override(name, environment, resolved, shared)
+            if override and (name, environment) not in self._warned_overrides:
+                self._warned_overrides.add((name, environment))
+                logger.warning("%s", override)
+            resolved.apply(shared, Origin(f"{self._secrets_label} [{name}]"))
+            for part, table in scoped:
+                resolved.apply(table, Origin(f"{self._secrets_label} [{name}.{part}]"))
         for item in scan_environ(self._env_prefix, exclude=frozenset({self._env_var})):
             if item.namespace != name:
                 continue
@@ -190,6 +204,54 @@ class DynaconfConfigProvider:
             source = f"env {item.name}"
             resolved.apply(tree, Origin(source), {path: Origin(source, item.raw)})
         return resolved
+
+    def url_override(self, namespace: str) -> str | None:
+        """Why the secrets file's unscoped ``url`` wins over the active environment's own
+        section (and how to scope it), or None when it does not."""
+        name = namespace.strip().lower()
+        environment = self.environment
+        secrets = self._secrets.get(name)
+        if not secrets:
+            return None
+        resolved = Resolved()
+        for config in self._files.get(name, ()):
+            layer = self._file_layer(config, environment)
+            resolved.apply(layer.values, Origin(config.label), layer.origins)
+        return self._override(name, environment, resolved, self._split_secrets(secrets, environment)[0])
+
+    def _environment_names(self) -> set[str]:
+        return {
+            DEFAULT_ENVIRONMENT,
+            "production",
+            *(e for files in self._files.values() for f in files for e in f.environments),
+        }
+
+    def _split_secrets(
+        self, table: Mapping[str, Any], environment: str
+    ) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]:
+        """The secrets for every environment, and the tables scoped to the active ones, in order."""
+        environments = self._environment_names() | set(environment.split(","))
+        shared = {k: v for k, v in table.items() if not (isinstance(v, Mapping) and k.lower() in environments)}
+        scoped = [
+            (part, dict(value))
+            for part in environment.split(",")
+            for key, value in table.items()
+            if key.lower() == part and isinstance(value, Mapping)
+        ]
+        return shared, scoped
+
+    def _override(self, name: str, environment: str, resolved: Resolved, shared: Mapping[str, Any]) -> str | None:
+        origin = resolved.origins.get(("url",))
+        if "url" not in shared or origin is None or not origin.source.startswith(tuple(self._file_labels(name))):
+            return None
+        return (
+            f"the url in {self._secrets_label} [{name}] overrides the url of {origin.source} in every environment "
+            f"(now {environment!r}); to use it in one environment only, put it under [{name}.production] (or "
+            "that environment's name) in the secrets file"
+        )
+
+    def _file_labels(self, name: str) -> list[str]:
+        return [config.label for config in self._files.get(name, ())]
 
     def _file_layer(self, config: ConfigFile, environment: str) -> FileLayer:
         key = (config.path, environment)
@@ -207,7 +269,10 @@ class DynaconfConfigProvider:
         unusual = [part for part in environment.split(",") if part not in (DEFAULT_ENVIRONMENT, *RESERVED_TABLES)]
         if not unusual:
             return
-        defined = sorted(set().union(*(f.environments for files in self._files.values() for f in files)))
+        defined = sorted(
+            set().union(*(f.environments for files in self._files.values() for f in files))
+            | {k.lower() for table in self._secrets.values() for k, v in table.items() if isinstance(v, Mapping)}
+        )
         missing = [part for part in unusual if part not in defined]
         if not defined or not missing:
             return

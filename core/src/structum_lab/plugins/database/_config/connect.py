@@ -15,7 +15,15 @@ from .manager import get_plugin_manager
 from .registry import BackendInfo, get_registry
 from .settings import Settings, load_settings
 
-__all__ = ["accepted_options", "connect", "connect_async", "from_config", "from_config_async", "class_options"]
+__all__ = [
+    "accepted_options",
+    "checked_options",
+    "class_options",
+    "connect",
+    "connect_async",
+    "from_config",
+    "from_config_async",
+]
 
 
 def accepted_options(info: BackendInfo, *, is_async: bool) -> dict[str, Option]:
@@ -23,6 +31,21 @@ def accepted_options(info: BackendInfo, *, is_async: bool) -> dict[str, Option]:
     info.load()
     extra = get_plugin_manager().backend_options(info.name, is_async=is_async)
     return {**COMMON_OPTIONS, **extra}
+
+
+def checked_options(namespace: str, provider: ConfigProvider | None = None) -> tuple[BackendInfo, dict[str, Any]]:
+    """The backend a config namespace selects and its options, checked exactly as
+    :func:`from_config` checks them, without opening the database."""
+    settings = load_settings(namespace, provider)
+    values = {**settings.values}
+    values.setdefault("name", settings.namespace)
+    parsed = DatabaseURL.parse(values.get("url"))  # type: ignore[arg-type]
+    info = get_registry().select(parsed, values.get("backend"))
+    accepted = accepted_options(info, is_async=False)
+    checked = validate_options(
+        values, accepted, where=f"config namespace {namespace!r}", sources=settings.sources, raw=settings.raw
+    )
+    return info, checked
 
 
 def _open(

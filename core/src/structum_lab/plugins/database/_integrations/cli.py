@@ -20,7 +20,7 @@ import click
 
 from structum_lab.config import ConfigProvider, SupportsSources
 
-from .._config.connect import from_config
+from .._config.connect import checked_options, from_config
 from .._config.registry import available_backends
 from .._config.settings import resolve_provider
 from .._contract.errors import ConfigurationError, DatabaseError, OperationalError
@@ -163,6 +163,8 @@ def check(ctx: click.Context, namespaces: tuple[str, ...], as_json: bool) -> Non
         finally:
             db.shutdown()
         results[ns] = {"backend": db.backend, "url": db.url, **result.to_dict()}
+        if not as_json:
+            click.echo(f"checking {ns!r} with the {db.backend} backend ({type(db).__name__})", err=True)
         code = {HealthStatus.HEALTHY: EXIT_OK, HealthStatus.DEGRADED: EXIT_DEGRADED}.get(result.status, EXIT_UNHEALTHY)
         worst = max(worst, code)
     if as_json:
@@ -186,19 +188,35 @@ def config(ctx: click.Context, namespaces: tuple[str, ...], as_json: bool) -> No
     if not isinstance(provider, SupportsSources):
         _fail(ctx, ConfigurationError("the active config provider cannot report value sources"))
     output: dict[str, dict[str, dict[str, Any]]] = {}
+    problems: list[str] = []
+    warnings: list[str] = []
     for ns in _namespaces(ctx, provider, namespaces):
         described = provider.describe(ns)
         if not described:
             known = ", ".join(provider.namespaces()) or "none"
             _fail(ctx, ConfigurationError(f"namespace {ns!r} is not configured (configured: {known})"))
         output[ns] = {key: {"value": _masked(key, v.value), "source": v.source} for key, v in described.items()}
+        override = getattr(provider, "url_override", None)
+        if callable(override) and (text := override(ns)):
+            warnings.append(str(text))
+        try:
+            info, _ = checked_options(ns, provider)  # the checks check and from_config() run
+            output[ns]["backend"] = {"value": info.name, "source": "selected by the url or backend key"}
+        except DatabaseError as exc:
+            problems.append(mask_url(" ".join(str(exc).split())))
     if as_json:
         click.echo(json.dumps(output, indent=2, default=str))
-        return
-    for ns, items in output.items():
-        click.echo(f"[{ns}]")
-        rows = [(key, json.dumps(item["value"], default=str), item["source"]) for key, item in items.items()]
-        click.echo(textwrap.indent(_table(rows, ["key", "value", "source"]), "  "))
+    else:
+        for ns, items in output.items():
+            click.echo(f"[{ns}]")
+            rows = [(key, json.dumps(item["value"], default=str), item["source"]) for key, item in items.items()]
+            click.echo(textwrap.indent(_table(rows, ["key", "value", "source"]), "  "))
+    for text in warnings:
+        click.echo(f"structum-db: warning: {mask_url(text)}", err=True)
+    for text in problems:
+        click.echo(f"structum-db: error: {text}", err=True)
+    if problems:
+        ctx.exit(EXIT_CONFIG)
 
 
 @cli.command()
