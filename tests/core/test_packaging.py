@@ -19,19 +19,54 @@ def test_version_license_and_python(name: str) -> None:
     assert any(f.name == "LICENSE" for f in distribution(name).files or [])
 
 
-def test_extras_pull_in_the_backends() -> None:
+def _requirements(dist: str) -> dict[str, set[str]]:
     from packaging.requirements import Requirement
 
     by_extra: dict[str, set[str]] = {}
-    for text in distribution("structum-database").requires or []:
+    for text in distribution(dist).requires or []:
         req = Requirement(text)
-        for extra in ("sqlalchemy", "postgres", "all", "fastapi"):
+        for extra in ("sqlalchemy", "postgres", "mysql", "asyncio", "all", "fastapi"):
             if req.marker is not None and req.marker.evaluate({"extra": extra}):
-                by_extra.setdefault(extra, set()).add(f"{req.name}{req.specifier}")
-    assert by_extra["sqlalchemy"] == {"structum-database-sqlalchemy==0.1.0"}
+                shown = f"{req.name}[{','.join(sorted(req.extras))}]" if req.extras else req.name
+                by_extra.setdefault(extra, set()).add(f"{shown}{req.specifier}")
+    return by_extra
+
+
+def test_extras_pull_in_the_backends_and_their_drivers() -> None:
+    by_extra = _requirements("structum-database")
+    # [sqlalchemy] opens the Quick Start's postgresql:// URL: the backend with its psycopg driver
+    assert by_extra["sqlalchemy"] == {"structum-database-sqlalchemy[postgres]==0.1.0"}
     assert by_extra["postgres"] == {"structum-database-psycopg==0.1.0"}
-    assert by_extra["all"] == {"structum-database-sqlalchemy==0.1.0", "structum-database-psycopg==0.1.0"}
-    assert any(r.startswith("fastapi") for r in by_extra["fastapi"])
+    assert by_extra["mysql"] == {"structum-database-sqlalchemy[mysql]==0.1.0"}
+    assert by_extra["asyncio"] == {"structum-database-sqlalchemy[asyncio,postgres]==0.1.0"}
+    # [all] makes every example of the spec and docs/ work: both backends, async, MySQL, FastAPI
+    assert by_extra["all"] == {
+        "structum-database-sqlalchemy[asyncio,mysql,postgres]==0.1.0",
+        "structum-database-psycopg==0.1.0",
+        "fastapi>=0.121",
+    }
+    sqlalchemy = _requirements("structum-database-sqlalchemy")
+    assert any(r.startswith("greenlet") or "sqlalchemy[asyncio]" in r for r in sqlalchemy["asyncio"])
+    assert {"aiosqlite>=0.19", "psycopg[binary]>=3.1"} <= sqlalchemy["asyncio"]
+    assert "aiomysql>=0.2" in sqlalchemy["mysql"]
+
+
+def test_no_document_sends_users_to_the_public_index() -> None:
+    """The name structum-database on PyPI is someone else's placeholder (docs/install.md)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    documents = [
+        root / "README.md",
+        *root.glob("docs/**/*.md"),
+        *root.glob("*/README.md"),
+        *root.glob("backends/*/README.md"),
+    ]
+    sources = [*root.glob("core/src/**/*.py"), *root.glob("backends/*/src/**/*.py")]
+    for path in [p for p in documents + sources if p.name != "install.md"]:  # install.md says why not
+        text = path.read_text(encoding="utf-8")
+        assert "install structum-database" not in text and 'install "structum-database[' not in text, path
+    assert "not on PyPI" in (root / "docs" / "install.md").read_text(encoding="utf-8")
 
 
 def test_entry_points() -> None:

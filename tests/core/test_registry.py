@@ -127,11 +127,11 @@ def test_known_backend_not_installed_gives_the_pip_command(site: Path) -> None:
     registry = registry_with(site, drop=("structum-database-psycopg",))
     with pytest.raises(BackendNotInstalledError) as by_name:
         registry.get("psycopg")
-    assert 'pip install "structum-database[postgres]"' in str(by_name.value)
+    assert 'pip install "./core[postgres]" ./backends/psycopg' in str(by_name.value)
     registry = registry_with(site, drop=("structum-database-psycopg", "structum-database-sqlalchemy"))
     with pytest.raises(BackendNotInstalledError) as by_scheme:
         registry.select(DatabaseURL.parse("mysql+pymysql://root@localhost/test"))
-    assert by_scheme.value.install == 'pip install "structum-database[sqlalchemy]"'
+    assert by_scheme.value.install.startswith('pip install "./core[sqlalchemy]" ./backends/sqlalchemy')
     assert "no installed backend accepts mysql+pymysql:// URLs" in str(by_scheme.value)
 
 

@@ -77,7 +77,7 @@ def test_missing_fastapi_says_which_extra_to_install() -> None:
         "    print(exc)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert 'pip install "structum-database[fastapi]"' in out
+    assert 'pip install "fastapi>=0.121"' in out
 
 
 def test_dependency_kinds() -> None:

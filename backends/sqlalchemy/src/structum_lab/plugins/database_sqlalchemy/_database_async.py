@@ -85,7 +85,8 @@ class AsyncSQLAlchemyDatabase(AsyncEngineDatabase[AsyncSQLAlchemyConnection]):
         if ASYNC:  # ASYNC  # noqa: SIM102 - the test alone goes into the sync class
             if importlib.util.find_spec("greenlet") is None:
                 raise ConfigurationError(
-                    'AsyncSQLAlchemyDatabase needs greenlet: pip install "structum-database-sqlalchemy[asyncio]"'
+                    "AsyncSQLAlchemyDatabase needs greenlet, which SQLAlchemy 2.1 no longer installs: "
+                    'pip install greenlet (or the asyncio extra: pip install "./core[asyncio]" ./backends/sqlalchemy)'
                 )
         parsed, options = self._setup(url, locals())
         self._engine_parts = parts = build_engine(parsed, options, is_async=self.is_async)

@@ -29,7 +29,9 @@ class KnownBackend:
 
     @property
     def install(self) -> str:
-        return f'pip install "structum-database[{self.extra}]"'
+        """How to install it: from a checkout (the project is not on PyPI; see docs/install.md)."""
+        folder = self.distribution.removeprefix("structum-database-")
+        return f'pip install "./core[{self.extra}]" ./backends/{folder}  (in a checkout of structum-database)'
 
 
 _SA_DIALECTS = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "oracle", "mssql")

@@ -111,7 +111,10 @@ def backends(ctx: click.Context, as_json: bool) -> None:
         click.echo(json.dumps(records, indent=2))
         return
     if not records:
-        click.echo('no backends installed; try: pip install "structum-database[all]"')
+        click.echo(
+            'no backends installed; in a checkout of structum-database: pip install "./core[all]" '
+            "./backends/sqlalchemy ./backends/psycopg"
+        )
         ctx.exit(EXIT_CONFIG)
     rows = [
         (

@@ -1,6 +1,6 @@
 """FastAPI integration: a lifespan that opens databases, dependencies, a health router.
 
-Install with ``pip install "structum-database[fastapi]"``::
+Needs FastAPI: ``pip install "fastapi>=0.121"`` (the ``fastapi`` extra; docs/install.md)::
 
     from typing import Annotated
     from fastapi import FastAPI
@@ -42,7 +42,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised in a subproce
     if exc.name is not None and exc.name.partition(".")[0] in {"fastapi", "starlette", "anyio", "pydantic"}:
         raise ImportError(
             "structum_lab.plugins.database.fastapi needs FastAPI, which is not installed; "
-            'install it with: pip install "structum-database[fastapi]"',
+            'install it with: pip install "fastapi>=0.121" (the fastapi extra, see docs/install.md)',
             name=exc.name,
         ) from exc
     raise
