@@ -145,17 +145,18 @@ def isolation_option(dialect: str, level: IsolationLevel) -> str:
 
 def build_engine(url: DatabaseURL, o: Mapping[str, Any], *, is_async: bool) -> EngineParts:
     """The engine for the checked options ``o``, with its listeners and deadlines."""
-    sa_url, server_settings = split_libpq_options(sqlalchemy_url(url, is_async=is_async))
+    sa_url = sqlalchemy_url(url, is_async=is_async)
+    try:
+        driver = sa_url.get_driver_name()  # loads the dialect
+    except sa_exc.NoSuchModuleError:
+        raise _no_such_dialect(sa_url) from None
+    sa_url, server_settings = split_libpq_options(sa_url)
     connect_args = o["connect_args"]
     if server_settings:
         connect_args = {
             **(connect_args or {}),
             "server_settings": {**server_settings, **(connect_args or {}).get("server_settings", {})},
         }
-    try:
-        driver = sa_url.get_driver_name()  # loads the dialect
-    except sa_exc.NoSuchModuleError:
-        raise _no_such_dialect(sa_url) from None
     args = engine_arguments(url, sa_url, o, connect_args)
     apply_prepare_threshold(args, driver, o["prepare_threshold"])
     deadline = resolve_statement_deadline(o["statement_timeout"], o["statement_deadline"])
