@@ -149,15 +149,16 @@ class EngineDatabase(Generic[ConnT]):
         """Whether the calling thread (or task) has a transaction open on this database."""
         return self._engine.scope.current() is not None
 
-    def get_connection(self) -> ConnT:
+    def get_connection(self, *, readonly: bool = False) -> ConnT:
         """A connection in a transaction you end yourself: ``commit()``/``rollback()``, then ``close()``.
 
-        Also a context manager (commits on success, rolls back on error, closes).
+        Also a context manager (commits on success, rolls back on error, closes). ``readonly``
+        makes its first transaction read-only (as ``transaction(readonly=True)``).
         """
         ensure_reaper()  # returns the connection if it is garbage-collected open
         engine = self._engine
         raw = engine.checkout()
-        engine.begin(raw, None, False)
+        engine.begin(raw, None, readonly)
         return self._factory(engine, raw)
 
     def execute(self, sql: str, params: Params = None) -> Result:

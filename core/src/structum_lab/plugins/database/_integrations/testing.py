@@ -198,7 +198,7 @@ class RollbackDatabase:
             rows = result.fetchall() if result.keys() else []
             return BufferedResult(result.keys(), rows, result.rowcount)
 
-    def get_connection(self) -> Connection:
+    def get_connection(self, *, readonly: bool = False) -> Connection:
         """A connection you commit/rollback/close yourself; it holds the database until closed."""
         self._lock.acquire()
         pinned = _AsyncPinnedConnection(self._conn, self._lock)

@@ -197,7 +197,7 @@ class AsyncRollbackDatabase:
             rows = await result.fetchall() if result.keys() else []
             return AsyncBufferedResult(result.keys(), rows, result.rowcount)
 
-    async def get_connection(self) -> AsyncConnection:
+    async def get_connection(self, *, readonly: bool = False) -> AsyncConnection:
         """A connection you commit/rollback/close yourself; it holds the database until closed."""
         await self._lock.acquire()
         pinned = _AsyncPinnedConnection(self._conn, self._lock)
