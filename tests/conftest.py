@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import socket
+import textwrap
 import uuid
 from collections.abc import Iterator
 from functools import cache
+from pathlib import Path
 
 import pytest
+from fake_servers import SilentServer
 
 PG_URL = os.environ.get("STRUCTUM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 MYSQL_URL = os.environ.get("STRUCTUM_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
@@ -47,8 +50,11 @@ def mysql_url() -> str:
 
 
 @pytest.fixture
-def sqlite_url(tmp_path: object) -> str:
-    return f"sqlite:///{tmp_path}/test.db"
+def silent_server() -> Iterator[SilentServer]:
+    """A listener that accepts connections and never answers (a hung host)."""
+    server = SilentServer()
+    yield server
+    server.close()
 
 
 @pytest.fixture
@@ -102,6 +108,31 @@ def mysql_db_url(mysql_url: str) -> Iterator[str]:
         with conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {name}")
         conn.close()
+
+
+@pytest.fixture
+def quick_start_project(tmp_path: Path, pg_schema_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A project directory laid out as the spec's Quick Start says (``config/app/database.toml``,
+    the URL of a fresh schema in ``config/.secrets.toml``), as the working directory; the
+    config provider is reset afterwards."""
+    from structum_lab.config import set_config_provider
+
+    (tmp_path / "config" / "app").mkdir(parents=True)
+    (tmp_path / "config" / "app" / "database.toml").write_text(
+        textwrap.dedent(
+            """
+            [default]
+            url = "postgresql://user:password@localhost:5432/mydb"
+            pool_size = 10
+            pool_timeout = 30
+            echo = false  # Set true to log SQL queries
+            """
+        )
+    )
+    (tmp_path / "config" / ".secrets.toml").write_text(f'[database]\nurl = "{pg_schema_url}"\n')
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path
+    set_config_provider(None)
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "mysql"])

@@ -1,6 +1,6 @@
 """Fixtures of the psycopg backend tests: databases on a fresh schema, an independent
-observer, and stand-ins for failing servers (closed port, silent listener, a TCP proxy
-that can drop every connection or refuse new ones)."""
+observer, and a TCP proxy that can drop every connection or refuse new ones (the silent
+listener is the root conftest's ``silent_server``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fake_servers import Proxy, SilentServer
+from fake_servers import Proxy
 
 from structum_lab.plugins.database import PostgresDatabase
 
@@ -18,13 +18,6 @@ def proxy(pg_url: str) -> Iterator[Proxy]:
     p = Proxy()
     yield p
     p.down()
-
-
-@pytest.fixture
-def silent_server() -> Iterator[SilentServer]:
-    server = SilentServer()
-    yield server
-    server.close()
 
 
 @pytest.fixture

@@ -66,5 +66,7 @@ def test_statements_without_parameters_are_sent_untouched(db: PostgresDatabase, 
     body = lit.replace("'", "''")
     with db.transaction() as conn:
         assert conn.execute(f"SELECT '{body}' AS lit").scalar() == lit
+        # an unused dict is ignored, and the text still goes untouched (no % parsing)
+        assert conn.execute(f"SELECT '{body}' AS lit", {"unused": 1}).scalar() == lit
         with pytest.raises(ParameterError, match="no placeholders"):
-            conn.execute(f"SELECT '{body}' AS lit", {"unused": 1})
+            conn.execute(f"SELECT '{body}' AS lit", (1,))

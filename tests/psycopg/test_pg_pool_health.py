@@ -1,14 +1,17 @@
-"""Pool figures, exhaustion, health checks, dead-connection recovery and shutdown of PostgresDatabase."""
+"""psycopg_pool's own: sizes in the exhaustion message, pool events, dead-connection recovery,
+outages and secrets of PostgresDatabase. What every backend shares (pool figures, exhaustion,
+health, shutdown): tests/semantics/test_pool_health_async.py."""
 
 from __future__ import annotations
 
-import threading
+import contextlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
-from fake_servers import Proxy, SilentServer, closed_port
+from fake_servers import Proxy, SilentServer
 
 from structum_lab.plugins.database import (
     ConnectionFailedError,
@@ -16,7 +19,6 @@ from structum_lab.plugins.database import (
     HealthStatus,
     PoolTimeoutError,
     PostgresDatabase,
-    TransactionError,
     hookimpl,
 )
 from structum_lab.plugins.database._config.manager import get_plugin_manager
@@ -29,52 +31,22 @@ def wait_for(predicate: Any, timeout: float = 5.0) -> None:
         time.sleep(0.01)
 
 
+@contextlib.contextmanager
+def registered(plugin: object) -> Iterator[None]:
+    """``plugin`` observes the database events during the block."""
+    get_plugin_manager().register(plugin)
+    try:
+        yield
+    finally:
+        get_plugin_manager().unregister(plugin)
+
+
 def backend_pids(admin: Any, application_name: str) -> list[int]:
     rows = admin.execute(
         "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND pid <> pg_backend_pid()",
         (application_name,),
     ).fetchall()
     return [r[0] for r in rows]
-
-
-def test_pool_info_before_during_after(open_pg: Any) -> None:
-    db: PostgresDatabase = open_pg(pool_size=2, max_overflow=1, pool_timeout=2)
-    info = db.get_pool_info()
-    assert info["checked_out"] == 0 and info["size"] == 2 and info["min_size"] == 2 and info["max_size"] == 3
-    db.pool.wait(5)  # the pool opened with the database and fills in the background
-    info = db.get_pool_info()
-    assert (info["checked_out"], info["available"], info["total"], info["overflow"]) == (0, 2, 2, 0)
-    with db.transaction(), db.get_connection() as second:
-        second.execute("SELECT 1")
-        info = db.get_pool_info()
-        assert info["checked_out"] == 2 and info["available"] == 0 and info["total"] == 2 and info["overflow"] == 0
-        third = db.get_connection()
-        info = db.get_pool_info()
-        assert info["checked_out"] == 3 and info["total"] == 3 and info["overflow"] == 1
-        third.close()
-    info = db.get_pool_info()
-    assert info["checked_out"] == 0 and info["available"] == info["total"] == 3
-    assert info["checkouts"] == 3 and info["timeouts"] == 0 and info["requests_waiting"] == 0
-    assert set(info) >= {"connections_lost", "max_wait_ms"}
-
-
-def test_pool_exhaustion_raises_pool_timeout_with_advice(open_pg: Any) -> None:
-    db: PostgresDatabase = open_pg(pool_size=1, max_overflow=0, pool_timeout=0.5)
-    holder = db.get_connection()
-    started = time.monotonic()
-    with pytest.raises(PoolTimeoutError) as info, db.transaction():
-        pass
-    elapsed = time.monotonic() - started
-    assert 0.4 < elapsed < 3
-    assert isinstance(info.value, TimeoutError) and info.value.backend == "psycopg"
-    message = str(info.value)
-    assert "pool_size=1" in message and "max_overflow=0" in message and "Increase pool_size" in message
-    assert "all 1 connections of database" in message
-    holder.close()
-    with db.transaction() as conn:  # fully usable again
-        assert conn.execute("SELECT 1 AS one").scalar() == 1
-    after = db.get_pool_info()
-    assert after["checked_out"] == 0 and after["timeouts"] == 1 and after["max_wait_ms"] >= 400
 
 
 def test_exhaustion_message_with_psycopg_sizes(open_pg: Any) -> None:
@@ -91,14 +63,10 @@ def test_pool_exhausted_event_reaches_observers(open_pg: Any) -> None:
         def structum_database_pool_exhausted(self, database: Any, pool_info: Any, waited_s: float) -> None:
             seen.append((pool_info, waited_s))
 
-    observer = Observer()
-    get_plugin_manager().register(observer)
-    try:
+    with registered(Observer()):
         db: PostgresDatabase = open_pg(pool_size=1, max_overflow=0, pool_timeout=0.2)
         with db.get_connection(), pytest.raises(PoolTimeoutError):
             db.get_connection()
-    finally:
-        get_plugin_manager().unregister(observer)
     assert len(seen) == 1 and seen[0][0]["checked_out"] == 1 and seen[0][1] >= 0.15
 
 
@@ -110,9 +78,7 @@ def test_transaction_finished_event(open_pg: Any) -> None:
         def structum_database_transaction_finished(self, database: Any, outcome: str, error: Any) -> None:
             seen.append((outcome, error))
 
-    observer = Observer()
-    get_plugin_manager().register(observer)
-    try:
+    with registered(Observer()):
         db: PostgresDatabase = open_pg(pool_size=1)
         with db.transaction() as conn:
             conn.execute("SELECT 1")
@@ -120,70 +86,7 @@ def test_transaction_finished_event(open_pg: Any) -> None:
                 pass
         with pytest.raises(KeyError), db.transaction():
             raise KeyError
-    finally:
-        get_plugin_manager().unregister(observer)
     assert [o for o, _ in seen] == ["commit", "rollback"] and isinstance(seen[1][1], KeyError)
-
-
-def test_health_check_healthy_with_latency(open_pg: Any) -> None:
-    db: PostgresDatabase = open_pg()
-    result = db.health_check()
-    assert result.status is HealthStatus.HEALTHY and result.message == "Database connection OK"
-    assert 0 < result.latency_ms < 1000
-    db.pool.wait(5)
-    result = db.health_check()  # now on a pooled connection
-    assert result.status is HealthStatus.HEALTHY
-    assert result.details["pool"]["checked_out"] == 0 and result.details["backend"] == "psycopg"
-
-
-def test_health_check_against_a_closed_port_is_unhealthy_and_quick() -> None:
-    url = f"postgresql://app:s3cr3t-pw@127.0.0.1:{closed_port()}/nowhere"
-    started = time.monotonic()
-    with PostgresDatabase(url, health_check_timeout=3) as db:
-        assert time.monotonic() - started < 1  # construction never waits for the server
-        result = db.health_check()
-        assert "s3cr3t-pw" not in repr(db) and "s3cr3t-pw" not in db.url
-    assert time.monotonic() - started < 3
-    assert result.status is HealthStatus.UNHEALTHY
-    assert result.message.startswith("Database unreachable: could not connect")
-    assert "s3cr3t-pw" not in result.message and "s3cr3t-pw" not in repr(result)
-
-
-def test_health_check_deadline_holds_against_a_silent_server(silent_server: SilentServer) -> None:
-    db = PostgresDatabase(f"postgresql://u:pw-silent-1@127.0.0.1:{silent_server.port}/db", health_check_timeout=1)
-    try:
-        started = time.monotonic()
-        result = db.health_check()
-        assert time.monotonic() - started < 1.8
-    finally:
-        db.shutdown()
-    assert result.status is HealthStatus.UNHEALTHY
-    assert "within 1 s" in result.message
-
-
-def test_health_check_reports_degraded_when_pool_is_exhausted(open_pg: Any) -> None:
-    db: PostgresDatabase = open_pg(pool_size=1, max_overflow=0, pool_timeout=10)
-    holder = db.get_connection()
-    started = time.monotonic()
-    result = db.health_check()
-    assert time.monotonic() - started < 1  # does not wait behind the pool
-    holder.close()
-    assert result.status is HealthStatus.DEGRADED
-    assert "exhausted" in result.message
-    assert db.health_check().status is HealthStatus.HEALTHY
-
-
-def test_unreachable_server_gives_connection_failed_error_quickly() -> None:
-    url = f"postgresql://app:pw-123456@127.0.0.1:{closed_port()}/x"
-    with PostgresDatabase(url, pool_timeout=20) as db:
-        started = time.monotonic()
-        with pytest.raises(ConnectionFailedError) as info, db.transaction():
-            pass
-        assert time.monotonic() - started < 2  # the real error, not a pool_timeout wait
-        assert db.get_pool_info()["checked_out"] == 0
-    assert "could not connect" in str(info.value) and "Connection refused" in str(info.value)
-    assert "pw-123456" not in str(info.value)
-    assert isinstance(info.value.__cause__, psycopg.OperationalError)
 
 
 def test_silent_server_checkout_fails_within_pool_timeout(silent_server: SilentServer) -> None:
@@ -255,48 +158,6 @@ def test_server_outage_fails_fast_and_recovers_at_once(proxy: Proxy) -> None:
         assert db.get_pool_info()["checked_out"] == 0
     finally:
         db.shutdown()
-
-
-def test_shutdown_is_final_and_idempotent(open_pg: Any) -> None:
-    db: PostgresDatabase = open_pg(pool_size=1)
-    with db.transaction() as conn:
-        conn.execute("SELECT 1")
-    lent = db.get_connection()
-    db.shutdown()
-    db.shutdown()
-    with pytest.raises(TransactionError, match="shut down"), db.transaction():
-        pass
-    with pytest.raises(TransactionError, match="shut down"):
-        db.get_connection()
-    lent.close()  # a connection lent before shutdown can still be returned
-    result = db.health_check()
-    assert result.status is HealthStatus.UNHEALTHY and "shut down" in result.message
-
-
-def test_threads_get_their_own_transactions(open_pg: Any, table: str) -> None:
-    db: PostgresDatabase = open_pg(pool_size=4, max_overflow=0)
-    with db.transaction() as conn:
-        conn.execute(f"CREATE TABLE {table} (n INT)")
-    errors: list[BaseException] = []
-
-    def work(n: int) -> None:
-        try:
-            for i in range(25):
-                with db.transaction() as c:
-                    c.execute(f"INSERT INTO {table} (n) VALUES (:n)", {"n": n * 100 + i})
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
-    with db.transaction() as conn:
-        assert conn.execute(f"SELECT COUNT(DISTINCT n) FROM {table}").scalar() == 200
-    info = db.get_pool_info()
-    assert info["checked_out"] == 0 and info["checkouts"] == 202 and info["total"] <= 4
 
 
 def test_passwords_stay_out_of_reprs_and_errors(pg_url: str) -> None:

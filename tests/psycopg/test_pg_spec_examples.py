@@ -1,19 +1,17 @@
-"""The spec's PostgreSQL examples (section 5, and the shared sections 6-8), run as written."""
+"""The spec's PostgreSQL examples (section 5), run as written. The sections every backend
+shares (6-8): tests/semantics/test_spec_examples_async.py."""
 
 from __future__ import annotations
 
 import asyncio
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from structum_lab.config import set_config_provider
 from structum_lab.plugins.database import (
     AsyncPostgresDatabase,
-    HealthStatus,
     PostgresDatabase,
     from_config,
 )
@@ -25,38 +23,19 @@ CREATE TABLE users (
     username VARCHAR(50) UNIQUE NOT NULL,
     email VARCHAR(255) UNIQUE NOT NULL
 );
-CREATE TABLE profiles (user_id INT REFERENCES users(id), bio TEXT);
-CREATE TABLE accounts (id INT PRIMARY KEY, balance INT NOT NULL);
-CREATE TABLE orders (id SERIAL PRIMARY KEY, item TEXT NOT NULL);
-CREATE TABLE order_items (order_id INT NOT NULL, sku TEXT UNIQUE NOT NULL);
 INSERT INTO users (username, email) VALUES ('alice', 'alice@example.com');
 """
 
 
 @pytest.fixture
-def project(tmp_path: Path, pg_schema_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A project directory laid out as the Quick Start says, pointing at a fresh schema."""
-    (tmp_path / "config" / "app").mkdir(parents=True)
-    (tmp_path / "config" / "app" / "database.toml").write_text(
-        textwrap.dedent(
-            """
-            [default]
-            url = "postgresql://user:password@localhost:5432/mydb"
-            pool_size = 10
-            pool_timeout = 30
-            echo = false  # Set true to log SQL queries
-            """
-        )
-    )
-    (tmp_path / "config" / ".secrets.toml").write_text(f'[database]\nurl = "{pg_schema_url}"\n')
-    monkeypatch.chdir(tmp_path)
+def project(quick_start_project: Path, pg_schema_url: str) -> Path:
+    """The Quick Start's project with its config provider set, on a schema with the spec's tables."""
     provider = DynaconfConfigProvider(root_path=".")
     provider.auto_discover()
     set_config_provider(provider)
     with PostgresDatabase(pg_schema_url, pool_size=1) as setup, setup.transaction() as conn:
         conn.execute(SCHEMA)
-    yield tmp_path
-    set_config_provider(None)
+    return quick_start_project
 
 
 @pytest.fixture
@@ -149,76 +128,3 @@ async def test_async_support_in_the_test_loop(project: Path) -> None:
         assert user is not None and user["username"] == "alice"
     assert db.get_pool_info()["checked_out"] == 0
     await db.shutdown()
-
-
-def test_pool_monitoring(db: PostgresDatabase, capsys: pytest.CaptureFixture[str]) -> None:
-    # Section 6.2
-    info = db.get_pool_info()
-    print(f"Checked out: {info['checked_out']}")
-    print(f"Available: {info['available']}")
-    print(f"Total: {info['total']}")
-    print(f"Overflow: {info['overflow']}")
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "Checked out: 0" and lines[3] == "Overflow: 0"
-
-
-def test_transactions_section_7(db: PostgresDatabase) -> None:
-    # 7.2 explicit commit / rollback
-    with db.transaction() as conn:
-        conn.execute("INSERT INTO accounts (id, balance) VALUES (1, 500), (2, 0)")
-    conn = db.get_connection()
-    try:
-        conn.execute("UPDATE accounts SET balance = balance - 100 WHERE id = 1")
-        conn.execute("UPDATE accounts SET balance = balance + 100 WHERE id = 2")
-        conn.commit()
-    except Exception:
-        conn.rollback()
-        raise
-    finally:
-        conn.close()
-
-    # 7.3 savepoints, with a failing insert rolled back to the savepoint
-    with db.transaction() as conn:
-        conn.execute("INSERT INTO order_items (order_id, sku) VALUES (0, 'dup')")
-        conn.execute("INSERT INTO orders (item) VALUES ('book')")
-        conn.execute("SAVEPOINT sp1")
-        try:
-            conn.execute("INSERT INTO order_items (order_id, sku) VALUES (1, 'dup')")
-        except Exception:
-            conn.execute("ROLLBACK TO SAVEPOINT sp1")
-
-    # 7.4 nested transactions
-    def create_user_with_profile(username: str, email: str) -> int:
-        with db.transaction() as conn:
-            result = conn.execute(
-                "INSERT INTO users (username, email) VALUES (:u, :e) RETURNING id", {"u": username, "e": email}
-            )
-            user_id: int = result.fetchone()["id"]  # type: ignore[index]
-            create_profile(conn, user_id)
-            return user_id
-
-    def create_profile(conn: Any, user_id: int) -> None:
-        conn.execute("INSERT INTO profiles (user_id, bio) VALUES (:id, :bio)", {"id": user_id, "bio": "New user"})
-
-    user_id = create_user_with_profile("bob", "bob@example.com")
-
-    with db.transaction() as conn:
-        balances = [r["balance"] for r in conn.execute("SELECT balance FROM accounts ORDER BY id").fetchall()]
-        assert balances == [400, 100]
-        assert conn.execute("SELECT item FROM orders").fetchall() == [{"item": "book"}]
-        assert conn.execute("SELECT bio FROM profiles WHERE user_id = :id", {"id": user_id}).scalar() == "New user"
-
-
-def test_health_check_example(db: PostgresDatabase, capsys: pytest.CaptureFixture[str]) -> None:
-    # Section 8.1
-    result = db.health_check()
-    print(f"Status: {result.status}")
-    print(f"Message: {result.message}")
-    print(f"Latency: {result.latency_ms}ms")
-    lines = capsys.readouterr().out.splitlines()
-    assert lines == [
-        "Status: HealthStatus.HEALTHY",
-        "Message: Database connection OK",
-        f"Latency: {result.latency_ms}ms",
-    ]
-    assert result.status == HealthStatus.HEALTHY and result.details["backend"] == "psycopg"

@@ -1,16 +1,16 @@
 """Transactions, savepoints, connections and results of PostgresDatabase, observed from a
-second connection (which sees only committed data)."""
+second connection (which sees only committed data): what is psycopg's own (COPY, parameter
+styles, prepared statements, server settings). What every backend shares:
+tests/semantics/test_transactions_async.py."""
 
 from __future__ import annotations
 
 import contextlib
-import threading
 from typing import Any
 
 import pytest
 
 from structum_lab.plugins.database import (
-    DatabaseError,
     IntegrityError,
     ParameterError,
     PostgresDatabase,
@@ -33,36 +33,6 @@ def names(observer: Any) -> list[str]:
     return [r[0] for r in observer.execute("SELECT name FROM items ORDER BY id").fetchall()]
 
 
-def test_commit_is_visible_only_after_the_block(db: PostgresDatabase, observer: Any) -> None:
-    with db.transaction() as conn:
-        conn.execute("INSERT INTO items (id, name) VALUES (:id, :name)", {"id": 1, "name": "a"})
-        assert names(observer) == []
-    assert names(observer) == ["a"]
-
-
-def test_exception_rolls_back_everything_and_is_reraised(db: PostgresDatabase, observer: Any) -> None:
-    class Boom(Exception):
-        pass
-
-    with pytest.raises(Boom), db.transaction() as conn:
-        conn.execute("INSERT INTO items (id, name) VALUES (1, 'a')")
-        conn.execute("INSERT INTO items (id, name) VALUES (2, 'b')")
-        raise Boom
-    assert names(observer) == []
-    assert db.get_pool_info()["checked_out"] == 0
-
-
-def test_failed_statement_rolls_back_the_whole_transaction(db: PostgresDatabase, observer: Any) -> None:
-    import psycopg
-
-    with pytest.raises(IntegrityError) as info, db.transaction() as conn:
-        conn.execute("INSERT INTO items (id, name) VALUES (1, 'a')")
-        conn.execute("INSERT INTO items (id, name) VALUES (2, 'a')")
-    assert isinstance(info.value.__cause__, psycopg.errors.UniqueViolation)
-    assert info.value.sqlstate == "23505" and info.value.backend == "psycopg"
-    assert names(observer) == []
-
-
 def test_swallowed_error_does_not_commit_silently(db: PostgresDatabase, observer: Any) -> None:
     # PostgreSQL answers COMMIT of an aborted transaction with ROLLBACK; we say so.
     with pytest.raises(TransactionError, match="rolled back, not committed"), db.transaction() as conn:
@@ -75,78 +45,6 @@ def test_swallowed_error_does_not_commit_silently(db: PostgresDatabase, observer
     assert names(observer) == ["c"]
 
 
-def test_savepoint_api_rolls_back_only_the_inner_block(db: PostgresDatabase, observer: Any) -> None:
-    with db.transaction() as conn:
-        conn.execute("INSERT INTO items (id, name) VALUES (1, 'order')")
-        with pytest.raises(IntegrityError), conn.transaction():
-            conn.execute("INSERT INTO items (id, name) VALUES (2, 'item')")
-            conn.execute("INSERT INTO items (id, name) VALUES (3, 'order')")
-        with conn.transaction(), conn.transaction():  # nested savepoints
-            conn.execute("INSERT INTO items (id, name) VALUES (4, 'kept')")
-    assert names(observer) == ["order", "kept"]
-
-
-def test_nested_db_transaction_is_a_savepoint(db: PostgresDatabase, observer: Any) -> None:
-    with db.transaction() as outer:
-        outer.execute("INSERT INTO items (id, name) VALUES (1, 'outer')")
-        assert db.in_transaction()
-        with pytest.raises(RuntimeError), db.transaction() as inner:
-            assert inner is outer
-            inner.execute("INSERT INTO items (id, name) VALUES (2, 'inner')")
-            raise RuntimeError("undo the inner part only")
-        assert db.get_pool_info()["checked_out"] == 1
-    assert not db.in_transaction()
-    assert names(observer) == ["outer"]
-    assert db.get_pool_info()["checked_out"] == 0
-
-
-def test_another_thread_gets_its_own_transaction(db: PostgresDatabase, observer: Any) -> None:
-    seen: list[bool] = []
-    with db.transaction() as conn:
-        conn.execute("INSERT INTO items (id, name) VALUES (1, 'main')")
-
-        def other() -> None:
-            with db.transaction() as mine:
-                seen.append(mine is conn)
-                mine.execute("INSERT INTO items (id, name) VALUES (2, 'thread')")
-
-        thread = threading.Thread(target=other)
-        thread.start()
-        thread.join()
-    assert seen == [False]
-    assert names(observer) == ["main", "thread"]
-
-
-def test_raw_savepoint_statements_as_in_the_spec(db: PostgresDatabase, observer: Any) -> None:
-    with db.transaction() as conn:
-        conn.execute("INSERT INTO items (id, name) VALUES (1, 'order')")
-        savepoint = conn.execute("SAVEPOINT sp1")
-        assert savepoint.rowcount in (-1, 0)
-        try:
-            conn.execute("INSERT INTO items (id, name) VALUES (2, 'order')")  # duplicate name
-        except DatabaseError:
-            conn.execute("ROLLBACK TO SAVEPOINT sp1")
-        conn.execute("INSERT INTO items (id, name) VALUES (3, 'after')")
-    assert names(observer) == ["order", "after"]
-
-
-def test_get_connection_explicit_commit_rollback_close(db: PostgresDatabase, observer: Any) -> None:
-    conn = db.get_connection()
-    try:
-        conn.execute("INSERT INTO items (id, name) VALUES (1, 'committed')")
-        conn.commit()
-        conn.execute("INSERT INTO items (id, name) VALUES (2, 'rolled back')")
-        conn.rollback()
-        conn.execute("INSERT INTO items (id, name) VALUES (3, 'second commit')")
-        conn.commit()
-        assert db.get_pool_info()["checked_out"] == 1
-    finally:
-        conn.close()
-    assert names(observer) == ["committed", "second commit"]
-    assert db.get_pool_info()["checked_out"] == 0
-    conn.close()  # idempotent
-
-
 def test_get_connection_as_context_manager(db: PostgresDatabase, observer: Any) -> None:
     with db.get_connection() as conn:
         conn.execute("INSERT INTO items (id, name) VALUES (1, 'kept')")
@@ -157,45 +55,12 @@ def test_get_connection_as_context_manager(db: PostgresDatabase, observer: Any) 
     assert db.get_pool_info()["checked_out"] == 0
 
 
-def test_close_without_commit_discards_the_work(db: PostgresDatabase, observer: Any) -> None:
-    conn = db.get_connection()
-    conn.execute("INSERT INTO items (id, name) VALUES (1, 'lost')")
-    conn.close()
-    assert names(observer) == []
-
-
-def test_connection_is_unusable_after_its_block(db: PostgresDatabase) -> None:
-    with db.transaction() as conn:
-        result = conn.execute("SELECT 1 AS one")
-    with pytest.raises(TransactionError, match="transaction has ended"):
-        conn.execute("SELECT 1")
-    for call in (conn.commit, conn.rollback, conn.transaction().__enter__):
-        with pytest.raises(TransactionError):
-            call()
-    with pytest.raises(TransactionError):
-        conn.executemany("SELECT :x", [{"x": 1}])
-    assert conn.closed
-    assert result.fetchone() == {"one": 1}  # rows already fetched stay readable
-
-
 def test_closing_inside_the_block_rolls_back(db: PostgresDatabase, observer: Any) -> None:
     with db.transaction() as conn:
         conn.execute("INSERT INTO items (id, name) VALUES (1, 'x')")
         conn.close()
     assert names(observer) == []
     assert db.get_pool_info()["checked_out"] == 0
-
-
-def test_readonly_transaction_rejects_writes(db: PostgresDatabase, observer: Any) -> None:
-    with pytest.raises(ProgrammingError, match="read-only"), db.transaction(readonly=True) as conn:
-        conn.execute("INSERT INTO items (id, name) VALUES (1, 'nope')")
-    assert names(observer) == []
-    # The read-only flag does not stick to the pooled connection.
-    for _ in range(3):
-        with db.transaction() as conn:
-            conn.execute("INSERT INTO items (id, name) VALUES (:id, 'yes')", {"id": _})
-            conn.execute("DELETE FROM items")
-    assert names(observer) == []
 
 
 def test_isolation_level_applies_to_one_transaction(db: PostgresDatabase) -> None:
@@ -218,43 +83,6 @@ def test_default_isolation_level_option(open_pg: Any) -> None:
         assert conn.execute("SHOW transaction_isolation").scalar() == "serializable"
     with db.transaction() as conn:
         assert conn.execute("SHOW transaction_isolation").scalar() == "repeatable read"
-
-
-def test_isolation_on_a_nested_transaction_is_refused(db: PostgresDatabase) -> None:
-    with db.transaction(), pytest.raises(TransactionError, match="outermost"), db.transaction(isolation="serializable"):
-        pass
-
-
-def test_result_api_rowcount_fetchmany_and_rows(db: PostgresDatabase) -> None:
-    with db.transaction() as conn:
-        for i in range(1, 8):
-            conn.execute("INSERT INTO items (id, name) VALUES (:id, :name)", {"id": i, "name": f"n{i}"})
-        assert conn.execute("UPDATE items SET name = name WHERE id > :n", {"n": 4}).rowcount == 3
-        result = conn.execute("SELECT id, name FROM items ORDER BY id")
-        assert result.keys() == ["id", "name"] and result.rowcount == 7
-        first = result.fetchone()
-        assert first is not None
-        assert first["id"] == 1 and first[1] == "n1" and first.name == "n1"
-        assert dict(first) == {"id": 1, "name": "n1"}
-        assert [r["id"] for r in result.fetchmany(size=2)] == [2, 3]
-        assert [r["id"] for r in result.fetchmany()] == [4]
-        assert [r["id"] for r in result] == [5, 6, 7]
-        assert result.fetchone() is None and result.fetchall() == [] and result.fetchmany(5) == []
-        assert conn.execute("SELECT COUNT(*) AS n FROM items").scalar() == 7
-        assert conn.execute("SELECT 1 AS a, 2 AS a").scalar() == 1  # by position
-        assert conn.execute("SELECT 1 WHERE false").scalar() is None
-        scalar_then = conn.execute("SELECT id FROM items ORDER BY id")
-        assert scalar_then.scalar() == 1 and scalar_then.fetchall() == []  # scalar() exhausts, as in SQLAlchemy
-        conn.execute("SELECT name FROM items WHERE id = :id", {"id": 3})
-        assert conn.fetchone() == {"name": "n3"}  # cursor style, spec section 1.1
-        assert conn.fetchone() is None
-        conn.execute("SELECT id FROM items WHERE id < 4 ORDER BY id")
-        assert conn.fetchmany(2) == [{"id": 1}, {"id": 2}] and conn.fetchall() == [{"id": 3}]
-        deleted = conn.execute("DELETE FROM items WHERE id = 7")
-        assert deleted.rowcount == 1 and deleted.keys() == []
-        for fetch in (deleted.fetchall, deleted.fetchone, deleted.fetchmany, deleted.scalar):
-            with pytest.raises(ProgrammingError, match="rowcount"):
-                fetch()
 
 
 def test_fetch_before_any_statement(db: PostgresDatabase) -> None:

@@ -1,8 +1,8 @@
-"""The spec's SQLAlchemy examples (sections 3, 4, 6, 7, 8, 9), run as written on PostgreSQL."""
+"""The spec's SQLAlchemy examples (sections 3, 4, 9), run as written on PostgreSQL. The sections
+every backend shares (6-8): tests/semantics/test_spec_examples_async.py."""
 
 from __future__ import annotations
 
-import textwrap
 from datetime import datetime
 from pathlib import Path
 
@@ -11,7 +11,7 @@ from sqlalchemy import String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from structum_lab.config import set_config_provider
-from structum_lab.plugins.database import HealthStatus, SQLAlchemyDatabase
+from structum_lab.plugins.database import SQLAlchemyDatabase
 from structum_lab.plugins.dynaconf import DynaconfConfigProvider
 
 SCHEMA = """
@@ -23,31 +23,14 @@ CREATE TABLE users (
     created_at TIMESTAMP,
     last_login TIMESTAMP
 );
-CREATE TABLE profiles (user_id INT REFERENCES users(id), bio TEXT);
 CREATE TABLE sessions (id SERIAL PRIMARY KEY, expires_at TIMESTAMP NOT NULL);
-CREATE TABLE accounts (id INT PRIMARY KEY, balance INT NOT NULL);
 """
 
 
 @pytest.fixture
-def project(tmp_path: Path, pg_schema_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A project directory laid out as the Quick Start says, pointing at a fresh schema."""
-    (tmp_path / "config" / "app").mkdir(parents=True)
-    (tmp_path / "config" / "app" / "database.toml").write_text(
-        textwrap.dedent(
-            """
-            [default]
-            url = "postgresql://user:password@localhost:5432/mydb"
-            pool_size = 10
-            pool_timeout = 30
-            echo = false  # Set true to log SQL queries
-            """
-        )
-    )
-    (tmp_path / "config" / ".secrets.toml").write_text(f'[database]\nurl = "{pg_schema_url}"\n')
-    monkeypatch.chdir(tmp_path)
-    yield tmp_path
-    set_config_provider(None)
+def project(quick_start_project: Path) -> Path:
+    """The Quick Start's project; its step 3 (the config provider) is the ``db`` fixture's."""
+    return quick_start_project
 
 
 @pytest.fixture
@@ -156,70 +139,6 @@ def test_orm_session_is_rolled_back_on_error_and_joins_a_transaction(db: SQLAlch
     with db.transaction() as conn:
         names = {r["username"] for r in conn.execute("SELECT username FROM users").fetchall()}
     assert names == {"alice", "raw", "orm"}
-
-
-def test_pool_configuration_and_monitoring(pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    # Section 6.1 and 6.2
-    db = SQLAlchemyDatabase(
-        url=pg_url, pool_size=10, max_overflow=20, pool_timeout=30, pool_recycle=3600, pool_pre_ping=True
-    )
-    info = db.get_pool_info()
-    print(f"Checked out: {info['checked_out']}")
-    print(f"Available: {info['available']}")
-    print(f"Total: {info['total']}")
-    print(f"Overflow: {info['overflow']}")
-    db.shutdown()
-    assert capsys.readouterr().out.splitlines() == ["Checked out: 0", "Available: 0", "Total: 0", "Overflow: 0"]
-
-
-def test_explicit_commit_rollback(db: SQLAlchemyDatabase) -> None:
-    # Section 7.2
-    with db.transaction() as conn:
-        conn.execute("INSERT INTO accounts (id, balance) VALUES (1, 500), (2, 0)")
-    conn = db.get_connection()
-    try:
-        conn.execute("UPDATE accounts SET balance = balance - 100 WHERE id = 1")
-        conn.execute("UPDATE accounts SET balance = balance + 100 WHERE id = 2")
-        conn.commit()
-    except Exception:
-        conn.rollback()
-        raise
-    finally:
-        conn.close()
-    with db.transaction() as c:
-        assert [r["balance"] for r in c.execute("SELECT balance FROM accounts ORDER BY id").fetchall()] == [400, 100]
-
-
-def test_nested_transactions(db: SQLAlchemyDatabase) -> None:
-    # Section 7.4
-    def create_user_with_profile(username: str, email: str) -> int:
-        with db.transaction() as conn:
-            result = conn.execute(
-                "INSERT INTO users (username, email) VALUES (:u, :e) RETURNING id", {"u": username, "e": email}
-            )
-            user_id: int = result.fetchone()["id"]
-            create_profile(conn, user_id)
-            return user_id
-
-    def create_profile(conn: object, user_id: int) -> None:
-        conn.execute("INSERT INTO profiles (user_id, bio) VALUES (:id, :bio)", {"id": user_id, "bio": "New user"})  # type: ignore[attr-defined]
-
-    user_id = create_user_with_profile("bob", "bob@example.com")
-    with db.transaction() as conn:
-        assert conn.execute("SELECT bio FROM profiles WHERE user_id = :id", {"id": user_id}).scalar() == "New user"
-
-
-def test_health_check_example(db: SQLAlchemyDatabase, capsys: pytest.CaptureFixture[str]) -> None:
-    # Section 8.1
-    result = db.health_check()
-    print(f"Status: {result.status}")
-    print(f"Message: {result.message}")
-    print(f"Latency: {result.latency_ms}ms")
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "Status: HealthStatus.HEALTHY"
-    assert lines[1] == "Message: Database connection OK"
-    assert lines[2].startswith("Latency: ") and lines[2].endswith("ms")
-    assert result.status == HealthStatus.HEALTHY and result.status.value == "healthy"
 
 
 def test_multiple_database_connections(project: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
