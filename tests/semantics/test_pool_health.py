@@ -169,14 +169,9 @@ SESSION_ALIVE = {
 
 
 @pytest.mark.dialects("postgresql", "mysql")
-def test_a_connection_lent_before_shutdown_is_closed_when_returned(
-    open_db: Opener, request: pytest.FixtureRequest
-) -> None:
+def test_a_connection_lent_before_shutdown_is_closed_when_returned(open_db: Opener) -> None:
     """shutdown(): "Connections still lent out are closed when they are returned" (the server
     session ends)."""
-    if open_db.backend == "sqlalchemy":
-        reason = "product bug: the SQLAlchemy backend leaves a connection returned after shutdown() open"
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
     observer = open_db(pool_size=1)
     db = open_db(pool_size=1)
     lent = db.get_connection()

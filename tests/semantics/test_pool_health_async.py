@@ -172,14 +172,9 @@ SESSION_ALIVE = {
 
 
 @pytest.mark.dialects("postgresql", "mysql")
-async def test_a_connection_lent_before_shutdown_is_closed_when_returned(
-    open_db_async: Opener, request: pytest.FixtureRequest
-) -> None:
+async def test_a_connection_lent_before_shutdown_is_closed_when_returned(open_db_async: Opener) -> None:
     """shutdown(): "Connections still lent out are closed when they are returned" (the server
     session ends)."""
-    if open_db_async.backend == "sqlalchemy":
-        reason = "product bug: the SQLAlchemy backend leaves a connection returned after shutdown() open"
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
     observer = open_db_async(pool_size=1)
     db = open_db_async(pool_size=1)
     lent = await db.get_connection()

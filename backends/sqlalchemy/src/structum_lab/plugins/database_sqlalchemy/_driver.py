@@ -238,6 +238,7 @@ class SQLAlchemyDriver(DriverBase[Connection]):
         # connection would be returned twice (the second time under another user). Held
         # here, it stays reachable, and only the wrapper's __del__ returns it.
         self._lent: set[Connection] = set()
+        self._closed = False
 
     @property
     def engine(self) -> Any:
@@ -246,6 +247,7 @@ class SQLAlchemyDriver(DriverBase[Connection]):
     # -- the pool ----------------------------------------------------------------------
 
     def close(self) -> None:
+        self._closed = True
         self._engine.dispose()
 
     def after_fork(self) -> object:
@@ -308,6 +310,8 @@ class SQLAlchemyDriver(DriverBase[Connection]):
     def release(self, raw: Connection) -> None:
         self._lent.discard(raw)
         try:
+            if self._closed:  # dispose() left it out: closing it here is the only close it gets
+                raw.invalidate()
             raw.close()
         except sa_exc.DBAPIError:
             log.debug("error while returning a connection to the pool", exc_info=True)

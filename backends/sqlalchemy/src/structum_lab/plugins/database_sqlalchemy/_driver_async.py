@@ -245,6 +245,7 @@ class AsyncSQLAlchemyDriver(AsyncDriverBase[AsyncConnection]):
         # connection would be returned twice (the second time under another user). Held
         # here, it stays reachable, and only the wrapper's __del__ returns it.
         self._lent: set[AsyncConnection] = set()
+        self._closed = False
 
     @property
     def engine(self) -> Any:
@@ -253,6 +254,7 @@ class AsyncSQLAlchemyDriver(AsyncDriverBase[AsyncConnection]):
     # -- the pool ----------------------------------------------------------------------
 
     async def close(self) -> None:
+        self._closed = True
         await self._engine.dispose()
 
     def after_fork(self) -> object:
@@ -318,6 +320,8 @@ class AsyncSQLAlchemyDriver(AsyncDriverBase[AsyncConnection]):
     async def release(self, raw: AsyncConnection) -> None:
         self._lent.discard(raw)
         try:
+            if self._closed:  # dispose() left it out: closing it here is the only close it gets
+                await raw.invalidate()
             await raw.close()
         except sa_exc.DBAPIError:
             log.debug("error while returning a connection to the pool", exc_info=True)
