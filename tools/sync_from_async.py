@@ -21,8 +21,9 @@ The conversion works on tokens, so comments, docstrings and blank lines survive:
   ending in ``# sync: <code>`` becomes ``<code>``; a comment line ``# sync-only: <code>``
   becomes ``<code>``.
 
-The result is passed through ``ruff check --fix --select I,F401,UP028`` (imports that only
-the async code used; ``yield from`` where an async generator had to loop) and
+The result is passed through ``ruff check --fix --select I,F401,UP028,SIM117`` (imports that only
+the async code used; ``yield from`` where an async generator had to loop; one ``with`` where
+a sync ``with`` held an ``async with``) and
 ``ruff format``, and starts with a header naming its source.
 """
 
@@ -229,9 +230,10 @@ def generate(source: Path) -> str:
     text = convert_tokens(drop_async_blocks(text), extra)
     target = target_of(source)
     text = HEADER.format(source=source.relative_to(ROOT).as_posix()) + text
-    # UP028: an async generator cannot "yield from"; the sync one should.
+    # UP028: an async generator cannot "yield from"; the sync one should. SIM117: `with a:
+    # async with b:` could not be one statement; in sync code it should be.
     text = _run_ruff(
-        ["check", "--fix", "--unsafe-fixes", "--quiet", "--select", "I,F401,UP028", "--exit-zero"], text, target
+        ["check", "--fix", "--unsafe-fixes", "--quiet", "--select", "I,F401,UP028,SIM117", "--exit-zero"], text, target
     )
     return _run_ruff(["format", "--quiet"], text, target)
 

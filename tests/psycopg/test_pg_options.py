@@ -68,7 +68,8 @@ def test_driver_arguments(built: Any) -> None:
     assert kwargs["connect_timeout"] == 2  # libpq's minimum
     assert kwargs["options"] == "-c statement_timeout=1500"
     assert kwargs["application_name"] == "svc" and kwargs["prepare_threshold"] is None
-    assert kwargs["keepalives_idle"] == 30 and kwargs["autocommit"] is False
+    # autocommit: the engine sends BEGIN itself, with the first statement of each transaction
+    assert kwargs["keepalives_idle"] == 30 and kwargs["autocommit"] is True
     merged = built(f"{UNREACHABLE}?options=-csearch_path%3Dapp", statement_timeout=2).settings.kwargs
     assert merged["options"] == "-csearch_path=app -c statement_timeout=2000"
     assert built(connect_args={"connect_timeout": 3}).settings.connect_timeout == 3

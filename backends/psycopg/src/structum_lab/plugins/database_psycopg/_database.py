@@ -46,8 +46,13 @@ class PostgresConnection(EngineConnection[Raw]):
 
     @property
     def psycopg_connection(self) -> Raw:
-        """The underlying psycopg connection, inside the same transaction (escape hatch)."""
-        return self._live()
+        """The underlying psycopg connection, inside the same transaction (escape hatch).
+
+        BEGIN goes with a transaction's first statement: the sync class sends it here if no
+        statement has run yet; on asyncio, run one or ``conn.start()`` first."""
+        raw = self._live()
+        self._sync_started()
+        return raw
 
 
 class PostgresDatabase(EngineDatabase[PostgresConnection]):

@@ -43,8 +43,13 @@ class AsyncPostgresConnection(AsyncEngineConnection[AsyncRaw]):
 
     @property
     def psycopg_connection(self) -> AsyncRaw:
-        """The underlying psycopg connection, inside the same transaction (escape hatch)."""
-        return self._live()
+        """The underlying psycopg connection, inside the same transaction (escape hatch).
+
+        BEGIN goes with a transaction's first statement: the sync class sends it here if no
+        statement has run yet; on asyncio, run one or ``await conn.start()`` first."""
+        raw = self._live()
+        self._sync_started()
+        return raw
 
 
 class AsyncPostgresDatabase(AsyncEngineDatabase[AsyncPostgresConnection]):

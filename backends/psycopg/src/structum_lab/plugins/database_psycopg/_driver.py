@@ -21,11 +21,11 @@ from time import monotonic
 from typing import Any, Final, cast
 
 import psycopg
-from psycopg import Connection, Cursor, ServerCursor, pq
+from psycopg import ClientCursor, Connection, Cursor, ServerCursor, pq
 from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
-from structum_lab.plugins.database import IsolationLevel, PoolInfo, Row, TransactionError
+from structum_lab.plugins.database import PoolInfo, Row, TransactionError
 from structum_lab.plugins.database.kit import (
     DRIVER_LOGGERS,
     Background,
@@ -55,7 +55,7 @@ from ._pool import (
     COLD_VERIFY,
     STREAM_NAMES,
     TRANSLATOR,
-    psycopg_isolation,
+    parenthesized,
     quiet_pool_log,
     stamp,
 )
@@ -81,6 +81,7 @@ FEATURES: Final = Features(
     listen_notify=True,
     transactional_ddl=True,
     autocommit=True,
+    deferred_begin=True,
     aborted_state=True,
     detached_results=True,
 )
@@ -132,14 +133,11 @@ class PsycopgRows:
         self.cursor.close()
 
 
-def connection_class(
-    monitor: ConnectMonitor, isolation: IsolationLevel | None, deadline: float | None, name: str
-) -> type[Raw]:
+def connection_class(monitor: ConnectMonitor, deadline: float | None, name: str) -> type[Raw]:
     """A ``psycopg`` connection subclass whose ``connect`` reports to ``monitor`` and whose
     waits for the server give up after ``deadline`` seconds (core's ``kit_psycopg``). An
     outage is logged once, when it starts, and once when it ends (psycopg_pool's own
     warning for every attempt is left out: see ``quiet_pool_log``)."""
-    level = psycopg_isolation(isolation)
 
     class StructumConnection(PsycopgDeadline, Connection[Row]):
         _sdb_deadline = deadline
@@ -156,8 +154,6 @@ def connection_class(
                 if monitor.failed(exc):
                     log.warning("database %r: cannot connect (%s); retrying in the background", name, _first_line(exc))
                 raise
-            if level is not None:
-                conn.set_isolation_level(level)
             stamp(conn)
             if monitor.succeeded():
                 log.warning("database %r: connected again", name)
@@ -188,10 +184,9 @@ class PsycopgDriver(DriverBase[Raw]):
             hint=hint if s.explicit_sizes else "",
         )
         self._timeout, self._pre_ping, self._window = s.timeout, s.pre_ping, s.pre_ping_window
-        self._default_isolation = psycopg_isolation(s.isolation)
         self._monitor = ConnectMonitor()
         quiet_pool_log()
-        self._conn_class = connection_class(self._monitor, s.isolation, s.statement_deadline, name)
+        self._conn_class = connection_class(self._monitor, s.statement_deadline, name)
         self._closed = False
         self._renew_lock = threading.Lock()
         self._cleared_at = 0.0
@@ -474,12 +469,22 @@ class PsycopgDriver(DriverBase[Raw]):
 
     # -- transactions and statements ---------------------------------------------------
 
-    def begin(self, raw: Raw, isolation: IsolationLevel | None, readonly: bool) -> None:
-        # psycopg sends BEGIN (with these options) before the first statement.
-        if isolation is not None:
-            raw.set_isolation_level(psycopg_isolation(isolation))
-        if readonly:
-            raw.set_read_only(True)
+    def execute_begun(self, raw: Raw, begin: str, sql: str, params: Bound) -> PsycopgRows:
+        """BEGIN and the first statement as one message: a simple-protocol query, with the
+        parameters bound by psycopg on the client (``ClientCursor``: quoted and escaped by
+        psycopg for this connection's encoding, each in parentheses). Later statements bind
+        on the server. docs/transactions.md says what a program can tell apart."""
+        if params is None:
+            cursor: Cursor[Row] = raw.cursor()
+            cursor.execute(f"{begin}; {sql}")
+        else:
+            cursor = ClientCursor(raw)
+            cursor.execute(f"{begin}; {parenthesized(sql)}", params)
+        cursor.nextset()  # past BEGIN's result, to the statement's
+        return PsycopgRows(cursor)
+
+    def begun(self, raw: Raw) -> bool:
+        return raw.pgconn.transaction_status != _IDLE
 
     def commit(self, raw: Raw) -> None:
         raw.commit()
@@ -487,17 +492,11 @@ class PsycopgDriver(DriverBase[Raw]):
     def rollback(self, raw: Raw) -> None:
         raw.rollback()
 
-    def reset(self, raw: Raw) -> None:
-        if not raw.closed and raw.pgconn.transaction_status == _IDLE:
-            raw.set_isolation_level(self._default_isolation)
-            raw.set_read_only(None)
-
     def transaction_failed(self, raw: Raw) -> bool:
         return raw.pgconn.transaction_status == _INERROR
 
     def autocommit(self, raw: Raw, enabled: bool) -> None:
-        if enabled or not raw.closed:
-            raw.set_autocommit(enabled)
+        return None  # the connections are in autocommit mode: the engine writes BEGIN itself
 
     def command(self, raw: Raw, sql: str) -> None:
         raw.execute(sql, prepare=False)

@@ -18,11 +18,11 @@ from time import monotonic
 from typing import Any, Final, cast
 
 import psycopg
-from psycopg import AsyncConnection, AsyncCursor, AsyncServerCursor, pq
+from psycopg import AsyncClientCursor, AsyncConnection, AsyncCursor, AsyncServerCursor, pq
 from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
-from structum_lab.plugins.database import IsolationLevel, PoolInfo, Row, TransactionError
+from structum_lab.plugins.database import PoolInfo, Row, TransactionError
 from structum_lab.plugins.database.kit import (
     ASYNC,
     DRIVER_LOGGERS,
@@ -53,7 +53,7 @@ from ._pool import (
     COLD_VERIFY,
     STREAM_NAMES,
     TRANSLATOR,
-    psycopg_isolation,
+    parenthesized,
     quiet_pool_log,
     stamp,
 )
@@ -79,6 +79,7 @@ FEATURES: Final = Features(
     listen_notify=True,
     transactional_ddl=True,
     autocommit=True,
+    deferred_begin=True,
     aborted_state=True,
     detached_results=True,
 )
@@ -130,14 +131,11 @@ class AsyncPsycopgRows:
         await self.cursor.close()
 
 
-def connection_class(
-    monitor: ConnectMonitor, isolation: IsolationLevel | None, deadline: float | None, name: str
-) -> type[AsyncRaw]:
+def connection_class(monitor: ConnectMonitor, deadline: float | None, name: str) -> type[AsyncRaw]:
     """A ``psycopg`` connection subclass whose ``connect`` reports to ``monitor`` and whose
     waits for the server give up after ``deadline`` seconds (core's ``kit_psycopg``). An
     outage is logged once, when it starts, and once when it ends (psycopg_pool's own
     warning for every attempt is left out: see ``quiet_pool_log``)."""
-    level = psycopg_isolation(isolation)
 
     class AsyncStructumConnection(AsyncPsycopgDeadline, AsyncConnection[Row]):
         _sdb_deadline = deadline
@@ -154,8 +152,6 @@ def connection_class(
                 if monitor.failed(exc):
                     log.warning("database %r: cannot connect (%s); retrying in the background", name, _first_line(exc))
                 raise
-            if level is not None:
-                await conn.set_isolation_level(level)
             stamp(conn)
             if monitor.succeeded():
                 log.warning("database %r: connected again", name)
@@ -186,10 +182,9 @@ class AsyncPsycopgDriver(AsyncDriverBase[AsyncRaw]):
             hint=hint if s.explicit_sizes else "",
         )
         self._timeout, self._pre_ping, self._window = s.timeout, s.pre_ping, s.pre_ping_window
-        self._default_isolation = psycopg_isolation(s.isolation)
         self._monitor = ConnectMonitor()
         quiet_pool_log()
-        self._conn_class = connection_class(self._monitor, s.isolation, s.statement_deadline, name)
+        self._conn_class = connection_class(self._monitor, s.statement_deadline, name)
         self._closed = False
         self._renew_lock = threading.Lock()
         self._cleared_at = 0.0
@@ -475,12 +470,22 @@ class AsyncPsycopgDriver(AsyncDriverBase[AsyncRaw]):
 
     # -- transactions and statements ---------------------------------------------------
 
-    async def begin(self, raw: AsyncRaw, isolation: IsolationLevel | None, readonly: bool) -> None:
-        # psycopg sends BEGIN (with these options) before the first statement.
-        if isolation is not None:
-            await raw.set_isolation_level(psycopg_isolation(isolation))
-        if readonly:
-            await raw.set_read_only(True)
+    async def execute_begun(self, raw: AsyncRaw, begin: str, sql: str, params: Bound) -> AsyncPsycopgRows:
+        """BEGIN and the first statement as one message: a simple-protocol query, with the
+        parameters bound by psycopg on the client (``ClientCursor``: quoted and escaped by
+        psycopg for this connection's encoding, each in parentheses). Later statements bind
+        on the server. docs/transactions.md says what a program can tell apart."""
+        if params is None:
+            cursor: AsyncCursor[Row] = raw.cursor()
+            await cursor.execute(f"{begin}; {sql}")
+        else:
+            cursor = AsyncClientCursor(raw)
+            await cursor.execute(f"{begin}; {parenthesized(sql)}", params)
+        cursor.nextset()  # past BEGIN's result, to the statement's
+        return AsyncPsycopgRows(cursor)
+
+    def begun(self, raw: AsyncRaw) -> bool:
+        return raw.pgconn.transaction_status != _IDLE
 
     async def commit(self, raw: AsyncRaw) -> None:
         await raw.commit()
@@ -488,17 +493,11 @@ class AsyncPsycopgDriver(AsyncDriverBase[AsyncRaw]):
     async def rollback(self, raw: AsyncRaw) -> None:
         await raw.rollback()
 
-    async def reset(self, raw: AsyncRaw) -> None:
-        if not raw.closed and raw.pgconn.transaction_status == _IDLE:
-            await raw.set_isolation_level(self._default_isolation)
-            await raw.set_read_only(None)
-
     def transaction_failed(self, raw: AsyncRaw) -> bool:
         return raw.pgconn.transaction_status == _INERROR
 
     async def autocommit(self, raw: AsyncRaw, enabled: bool) -> None:
-        if enabled or not raw.closed:
-            await raw.set_autocommit(enabled)
+        return None  # the connections are in autocommit mode: the engine writes BEGIN itself
 
     async def command(self, raw: AsyncRaw, sql: str) -> None:
         await raw.execute(sql, prepare=False)

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from time import monotonic
 from typing import Any, Final
 
-from psycopg import IsolationLevel as PgIsolation
 from psycopg.rows import no_result
 
-from structum_lab.plugins.database import IsolationLevel, Row
+from structum_lab.plugins.database import Row
 from structum_lab.plugins.database.kit import (
     POSTGRESQL,
     PSYCOPG_POSITIONAL,
@@ -35,8 +36,8 @@ __all__ = [
     "COLD_VERIFY",
     "STREAM_NAMES",
     "TRANSLATOR",
-    "psycopg_isolation",
     "first_line",
+    "parenthesized",
     "quiet_pool_log",
     "row_factory",
     "stamp",
@@ -70,11 +71,6 @@ except ImportError:  # pragma: no cover - a later psycopg without the private he
     def _column_names(cursor: Any) -> list[str] | None:
         description = cursor.description
         return None if description is None else [column.name for column in description]
-
-
-def psycopg_isolation(level: IsolationLevel | None) -> PgIsolation | None:
-    """psycopg's ``IsolationLevel`` member for a core level name (None stays None)."""
-    return None if level is None else PgIsolation[level.upper()]
 
 
 def row_factory(cursor: Any) -> Callable[[Sequence[Any]], Row]:
@@ -123,3 +119,17 @@ def quiet_pool_log() -> None:
     logger = logging.getLogger("psycopg.pool")
     if not any(isinstance(f, _PoolNoise) for f in logger.filters):
         logger.addFilter(_PoolNoise())
+
+
+_MARK: Final = re.compile(r"%%|%s")
+
+
+@lru_cache(maxsize=1024)
+def parenthesized(sql: str) -> str:
+    """``sql`` (psycopg's ``%s`` style, literal ``%`` doubled) with each placeholder as ``(%s)``.
+
+    For the one statement a transaction sends with its BEGIN, psycopg binds the values on
+    the client, as SQL literals; in parentheses a literal parses as the value a server-side
+    parameter would be (``(-2147483648)::int``, not ``-(2147483648::int)``).
+    """
+    return _MARK.sub(lambda m: m.group() if m.group() == "%%" else "(%s)", sql)

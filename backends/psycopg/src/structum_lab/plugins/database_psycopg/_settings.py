@@ -100,7 +100,9 @@ def resolve_settings(url: DatabaseURL, options: Mapping[str, Any], *, row_factor
         )
     conninfo = url.render(hide_password=False)
     kwargs: dict[str, Any] = {
-        "autocommit": False,
+        # The engine writes BEGIN itself, to send it with the first statement (one round
+        # trip fewer per transaction); psycopg would send its own, on a round trip of its own.
+        "autocommit": True,
         "row_factory": row_factory,
         "prepare_threshold": normalize_prepare_threshold(connect_args.pop("prepare_threshold", o["prepare_threshold"])),
     }

@@ -181,6 +181,22 @@ class AsyncDriver(Protocol[RawT]):
         """Start a transaction, with its isolation level and read-only mode when given."""
         ...
 
+    def begin_sql(self, isolation: IsolationLevel | None, readonly: bool) -> str:
+        """``features.deferred_begin``: the statement that starts a transaction with these
+        options (``BEGIN ISOLATION LEVEL ... READ ONLY``); the engine sends it with the
+        transaction's first statement, through :meth:`execute_begun` or :meth:`command`."""
+        ...
+
+    async def execute_begun(self, raw: RawT, begin: str, sql: str, params: Bound) -> AsyncRows:
+        """Send ``begin`` and the statement, in one round trip where the driver can; the rows
+        are the statement's. A failure that left no transaction open must leave
+        :meth:`begun` False."""
+        ...
+
+    def begun(self, raw: RawT) -> bool:
+        """Whether the connection is inside a transaction now (after a failed ``execute_begun``)."""
+        ...
+
     async def commit(self, raw: RawT) -> None:
         """COMMIT. On failure raise; the engine then calls :meth:`rollback` to leave the
         connection clean."""
@@ -305,6 +321,23 @@ class AsyncDriverBase(Generic[RawT]):
     async def reset(self, raw: RawT) -> None:
         return None
 
+    def begin_sql(self, isolation: IsolationLevel | None, readonly: bool) -> str:
+        """PostgreSQL's (and the standard's) spelling; override for other databases."""
+        parts = ["BEGIN"]
+        if isolation is not None:
+            parts.append("ISOLATION LEVEL " + isolation.replace("_", " ").upper())
+        if readonly:
+            parts.append("READ ONLY")
+        return " ".join(parts)
+
+    async def execute_begun(self, raw: RawT, begin: str, sql: str, params: Bound) -> AsyncRows:
+        """Two round trips; a driver that can send both at once overrides this."""
+        await self.command(raw, begin)
+        return await self.execute(raw, sql, params)
+
+    def begun(self, raw: RawT) -> bool:
+        return True
+
     def transaction_failed(self, raw: RawT) -> bool:
         return False
 
@@ -312,6 +345,9 @@ class AsyncDriverBase(Generic[RawT]):
         raise ConfigurationError(f"{type(self).__name__} has no autocommit mode (features.autocommit is False)")
 
     async def command(self, raw: RawT, sql: str) -> None:
+        raise NotImplementedError
+
+    async def execute(self, raw: RawT, sql: str, params: Bound) -> AsyncRows:
         raise NotImplementedError
 
     async def savepoint(self, raw: RawT, name: str) -> None:

@@ -51,6 +51,9 @@ class Features:
     #: The driver logs statements itself when ``echo`` is on (SQLAlchemy's engine log);
     #: otherwise the engine logs them to ``structum_lab.plugins.database.sql``.
     logs_sql: bool = False
+    #: BEGIN travels with the first statement of a transaction (``execute_begun``) instead
+    #: of costing a round trip of its own, and a transaction that runs nothing costs none.
+    deferred_begin: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,14 +43,16 @@ class EngineConnection(Generic[RawT]):
     caller its own).
     """
 
-    __slots__ = ("_depth", "_engine", "_epoch", "_last", "_loop", "_raw", "_streams")
+    __slots__ = ("_depth", "_engine", "_epoch", "_last", "_loop", "_pending", "_raw", "_streams")
 
     #: The result class ``execute()`` returns (a backend may add escape hatches to it).
     result_class: ClassVar[type[EngineResult]] = EngineResult
 
-    def __init__(self, engine: Engine[RawT], raw: RawT) -> None:
+    def __init__(self, engine: Engine[RawT], raw: RawT, pending: str | None = None) -> None:
         self._engine = engine
         self._raw: RawT | None = raw
+        #: The BEGIN that goes out with the first statement (``features.deferred_begin``).
+        self._pending = pending
         self._last: EngineResult | None = None
         self._depth = 0
         self._epoch = _epoch()
@@ -76,6 +78,24 @@ class EngineConnection(Generic[RawT]):
     def closed(self) -> bool:
         return self._raw is None
 
+    def start(self) -> None:
+        """Send the transaction's BEGIN now if no statement has yet (it normally travels with
+        the first statement). Needed only before using the driver's own connection object."""
+        raw = self._live()
+        pending = self._pending
+        if pending is not None:
+            engine = self._engine
+            try:
+                engine.driver.command(raw, pending)
+            except engine.errors as exc:
+                raise engine.translate(exc, raw) from exc
+            self._pending = None
+
+    def _sync_started(self) -> None:
+        """For the driver-connection escape hatches: on asyncio a property cannot send BEGIN."""
+        if self._pending is not None:
+            self.start()
+
     # -- statements ----------------------------------------------------------------------
 
     def execute(self, sql: str, params: Params = None) -> EngineResult:
@@ -86,9 +106,16 @@ class EngineConnection(Generic[RawT]):
             raise TransactionError(CONNECTION_ENDED, backend=self._engine.backend)
         engine = self._engine
         query, bound = engine.translator(sql, params)
+        pending = self._pending
         try:
-            rows = engine.driver.execute(raw, query, bound)
+            if pending is None:
+                rows = engine.driver.execute(raw, query, bound)
+            else:
+                self._pending = None
+                rows = engine.driver.execute_begun(raw, pending, query, bound)
         except engine.errors as exc:
+            if pending is not None and not engine.driver.begun(raw):
+                self._pending = pending  # nothing reached the server: BEGIN still to come
             raise engine.translate(exc, raw, sql=sql, params=params) from exc
         if engine.echo:
             SQL_LOG.info("%s %r", query, bound)
@@ -103,6 +130,8 @@ class EngineConnection(Generic[RawT]):
         batch = statement.bind_many(params_seq)
         if not batch:
             return 0
+        if self._pending is not None:
+            self.start()
         total = 0
         try:
             for chunk in executemany_batches(batch):  # each a round trip under statement_deadline
@@ -124,6 +153,8 @@ class EngineConnection(Generic[RawT]):
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ParameterError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
         query, bound = engine.translator(sql, params)
+        if self._pending is not None:
+            self.start()
         try:
             rows = engine.driver.stream(raw, query, bound, batch_size)
         except engine.errors as exc:
@@ -154,6 +185,8 @@ class EngineConnection(Generic[RawT]):
         """
         raw = self._live()
         engine = self._engine
+        if self._pending is not None:
+            self.start()
         try:
             return engine.driver.copy_in(raw, table, columns, rows)
         except engine.errors as exc:
@@ -225,16 +258,26 @@ class EngineConnection(Generic[RawT]):
         raw = self._live()
         if self._streams:
             self._close_streams()
-        self._engine.commit(raw)
-        self._engine.restart(raw)
+        engine = self._engine
+        if self._pending is None:  # else nothing ran: nothing to commit
+            engine.commit(raw)
+        self._next_transaction(raw)
 
     def rollback(self) -> None:
         """Roll back the work so far; the next statement starts a new transaction."""
         raw = self._live()
         if self._streams:
             self._close_streams()
-        self._engine.rollback(raw)
-        self._engine.restart(raw)
+        if self._pending is None:
+            self._engine.rollback(raw)
+        self._next_transaction(raw)
+
+    def _next_transaction(self, raw: RawT) -> None:
+        engine = self._engine
+        if engine.features.deferred_begin:
+            self._pending = engine.driver.begin_sql(engine.isolation, False)
+        else:
+            engine.restart(raw)
 
     def close(self) -> None:
         """Roll back anything uncommitted and return the connection to the pool."""
@@ -253,7 +296,7 @@ class EngineConnection(Generic[RawT]):
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         try:
-            if exc_type is None and self._raw is not None:
+            if exc_type is None and self._raw is not None and self._pending is None:
                 self._engine.commit(self._raw)
         finally:
             self.close()
@@ -275,6 +318,8 @@ class Savepoint(Generic[RawT]):
         conn = self._conn
         raw = conn._live()
         engine = conn._engine
+        if conn._pending is not None:
+            conn.start()
         conn._depth += 1
         self._name = name = f"structum_sp_{conn._depth}"
         try:
@@ -334,8 +379,12 @@ class TransactionBlock(Generic[ConnT]):
         if engine.observed():
             self._started = time.perf_counter()
         raw = engine.checkout()
-        engine.begin(raw, self._isolation, self._readonly)  # gives the connection back if it fails
-        self._conn = conn = self._factory(engine, raw)
+        if engine.features.deferred_begin:  # BEGIN goes out with the first statement
+            pending = engine.driver.begin_sql(self._isolation or engine.isolation, self._readonly)
+            self._conn = conn = self._factory(engine, raw, pending)
+        else:
+            engine.begin(raw, self._isolation, self._readonly)  # gives the connection back if it fails
+            self._conn = conn = self._factory(engine, raw)
         self._token = engine.scope.enter(conn)
         return conn
 
@@ -354,11 +403,14 @@ class TransactionBlock(Generic[ConnT]):
             return
         if conn._streams:
             conn._close_streams()
+        begun = conn._pending is None
         conn._raw = None
         conn._last = None
-        reset = self._isolation is not None or self._readonly
+        reset = (self._isolation is not None or self._readonly) and not engine.features.deferred_begin
         try:
-            if exc_type is None:
+            if not begun:  # no statement ran: there is no transaction to end
+                engine.release(raw)
+            elif exc_type is None:
                 try:
                     engine.commit(raw)
                 except BaseException as commit_error:

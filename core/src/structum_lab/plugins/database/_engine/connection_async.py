@@ -41,14 +41,16 @@ class AsyncEngineConnection(Generic[RawT]):
     caller its own).
     """
 
-    __slots__ = ("_depth", "_engine", "_epoch", "_last", "_loop", "_raw", "_streams")
+    __slots__ = ("_depth", "_engine", "_epoch", "_last", "_loop", "_pending", "_raw", "_streams")
 
     #: The result class ``execute()`` returns (a backend may add escape hatches to it).
     result_class: ClassVar[type[AsyncEngineResult]] = AsyncEngineResult
 
-    def __init__(self, engine: AsyncEngine[RawT], raw: RawT) -> None:
+    def __init__(self, engine: AsyncEngine[RawT], raw: RawT, pending: str | None = None) -> None:
         self._engine = engine
         self._raw: RawT | None = raw
+        #: The BEGIN that goes out with the first statement (``features.deferred_begin``).
+        self._pending = pending
         self._last: AsyncEngineResult | None = None
         self._depth = 0
         self._epoch = _epoch()
@@ -77,6 +79,31 @@ class AsyncEngineConnection(Generic[RawT]):
     def closed(self) -> bool:
         return self._raw is None
 
+    async def start(self) -> None:
+        """Send the transaction's BEGIN now if no statement has yet (it normally travels with
+        the first statement). Needed only before using the driver's own connection object."""
+        raw = self._live()
+        pending = self._pending
+        if pending is not None:
+            engine = self._engine
+            try:
+                await engine.driver.command(raw, pending)
+            except engine.errors as exc:
+                raise engine.translate(exc, raw) from exc
+            self._pending = None
+
+    def _sync_started(self) -> None:
+        """For the driver-connection escape hatches: on asyncio a property cannot send BEGIN."""
+        if self._pending is not None:
+            if ASYNC:  # ASYNC
+                raise TransactionError(
+                    "this transaction has not begun yet (BEGIN goes with its first statement): run a statement "
+                    "or 'await conn.start()' before using the driver's connection",
+                    backend=self._engine.backend,
+                )
+            else:
+                self.start()  # type: ignore[unused-coroutine]
+
     # -- statements ----------------------------------------------------------------------
 
     async def execute(self, sql: str, params: Params = None) -> AsyncEngineResult:
@@ -87,9 +114,16 @@ class AsyncEngineConnection(Generic[RawT]):
             raise TransactionError(CONNECTION_ENDED, backend=self._engine.backend)
         engine = self._engine
         query, bound = engine.translator(sql, params)
+        pending = self._pending
         try:
-            rows = await engine.driver.execute(raw, query, bound)
+            if pending is None:
+                rows = await engine.driver.execute(raw, query, bound)
+            else:
+                self._pending = None
+                rows = await engine.driver.execute_begun(raw, pending, query, bound)
         except engine.errors as exc:
+            if pending is not None and not engine.driver.begun(raw):
+                self._pending = pending  # nothing reached the server: BEGIN still to come
             raise engine.translate(exc, raw, sql=sql, params=params) from exc
         if engine.echo:
             SQL_LOG.info("%s %r", query, bound)
@@ -104,6 +138,8 @@ class AsyncEngineConnection(Generic[RawT]):
         batch = statement.bind_many(params_seq)
         if not batch:
             return 0
+        if self._pending is not None:
+            await self.start()
         total = 0
         try:
             for chunk in executemany_batches(batch):  # each a round trip under statement_deadline
@@ -125,6 +161,8 @@ class AsyncEngineConnection(Generic[RawT]):
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ParameterError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
         query, bound = engine.translator(sql, params)
+        if self._pending is not None:
+            await self.start()
         try:
             rows = await engine.driver.stream(raw, query, bound, batch_size)
         except engine.errors as exc:
@@ -156,6 +194,8 @@ class AsyncEngineConnection(Generic[RawT]):
         """
         raw = self._live()
         engine = self._engine
+        if self._pending is not None:
+            await self.start()
         try:
             return await engine.driver.copy_in(raw, table, columns, rows)
         except engine.errors as exc:
@@ -228,16 +268,26 @@ class AsyncEngineConnection(Generic[RawT]):
         raw = self._live()
         if self._streams:
             await self._close_streams()
-        await self._engine.commit(raw)
-        await self._engine.restart(raw)
+        engine = self._engine
+        if self._pending is None:  # else nothing ran: nothing to commit
+            await engine.commit(raw)
+        await self._next_transaction(raw)
 
     async def rollback(self) -> None:
         """Roll back the work so far; the next statement starts a new transaction."""
         raw = self._live()
         if self._streams:
             await self._close_streams()
-        await self._engine.rollback(raw)
-        await self._engine.restart(raw)
+        if self._pending is None:
+            await self._engine.rollback(raw)
+        await self._next_transaction(raw)
+
+    async def _next_transaction(self, raw: RawT) -> None:
+        engine = self._engine
+        if engine.features.deferred_begin:
+            self._pending = engine.driver.begin_sql(engine.isolation, False)
+        else:
+            await engine.restart(raw)
 
     async def close(self) -> None:
         """Roll back anything uncommitted and return the connection to the pool."""
@@ -256,7 +306,7 @@ class AsyncEngineConnection(Generic[RawT]):
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         try:
-            if exc_type is None and self._raw is not None:
+            if exc_type is None and self._raw is not None and self._pending is None:
                 await self._engine.commit(self._raw)
         finally:
             await self.close()
@@ -278,6 +328,8 @@ class AsyncSavepoint(Generic[RawT]):
         conn = self._conn
         raw = conn._live()
         engine = conn._engine
+        if conn._pending is not None:
+            await conn.start()
         conn._depth += 1
         self._name = name = f"structum_sp_{conn._depth}"
         try:
@@ -337,8 +389,12 @@ class AsyncTransactionBlock(Generic[ConnT]):
         if engine.observed():
             self._started = time.perf_counter()
         raw = await engine.checkout()
-        await engine.begin(raw, self._isolation, self._readonly)  # gives the connection back if it fails
-        self._conn = conn = self._factory(engine, raw)
+        if engine.features.deferred_begin:  # BEGIN goes out with the first statement
+            pending = engine.driver.begin_sql(self._isolation or engine.isolation, self._readonly)
+            self._conn = conn = self._factory(engine, raw, pending)
+        else:
+            await engine.begin(raw, self._isolation, self._readonly)  # gives the connection back if it fails
+            self._conn = conn = self._factory(engine, raw)
         self._token = engine.scope.enter(conn)
         return conn
 
@@ -357,11 +413,14 @@ class AsyncTransactionBlock(Generic[ConnT]):
             return
         if conn._streams:
             await shield(conn._close_streams())
+        begun = conn._pending is None
         conn._raw = None
         conn._last = None
-        reset = self._isolation is not None or self._readonly
+        reset = (self._isolation is not None or self._readonly) and not engine.features.deferred_begin
         try:
-            if exc_type is None:
+            if not begun:  # no statement ran: there is no transaction to end
+                await engine.release(raw)
+            elif exc_type is None:
                 try:
                     await engine.commit(raw)
                 except BaseException as commit_error:

@@ -59,6 +59,7 @@ class Engine(Generic[RawT]):
         "features",
         "health_check_timeout",
         "health_degraded_ms",
+        "isolation",
         "name",
         "opened",
         "plugins",
@@ -81,6 +82,7 @@ class Engine(Generic[RawT]):
         health_check_timeout: float,
         health_degraded_ms: float,
         strict_params: bool = False,
+        isolation: IsolationLevel | None = None,
     ) -> None:
         self.database = database
         self.driver = driver
@@ -89,6 +91,8 @@ class Engine(Generic[RawT]):
         self.secrets = secrets
         self.features = driver.features
         self.translator = driver.translator.strict_twin() if strict_params else driver.translator
+        #: The default isolation level (the ``isolation_level`` option), for BEGINs the engine writes.
+        self.isolation: IsolationLevel | None = isolation
         self.errors = driver.errors
         self.read_errors: tuple[type[BaseException], ...] = (NoRows, *driver.errors)
         self.echo = echo and not driver.features.logs_sql

@@ -55,6 +55,7 @@ class EngineDatabase(Generic[ConnT]):
     _secrets: Secrets
     _echo: bool
     _strict_params: bool
+    _isolation: IsolationLevel | None
     health_check_timeout: float
     health_degraded_ms: float
 
@@ -74,6 +75,7 @@ class EngineDatabase(Generic[ConnT]):
         self.health_degraded_ms = options.pop("health_degraded_ms", 1000.0)
         self._echo = bool(options.get("echo"))
         self._strict_params = bool(options.pop("strict_params", False))
+        self._isolation = normalize_isolation(options.get("isolation_level"))
         get_plugin_manager().load_observer_entry_points()
         ensure_reaper()  # returns connections that are garbage-collected without close()
         return parsed, options
@@ -89,6 +91,7 @@ class EngineDatabase(Generic[ConnT]):
             secrets=self._secrets,
             echo=self._echo,
             strict_params=self._strict_params,
+            isolation=self._isolation,
             health_check_timeout=self.health_check_timeout,
             health_degraded_ms=self.health_degraded_ms,
         )
@@ -158,6 +161,8 @@ class EngineDatabase(Generic[ConnT]):
         ensure_reaper()  # returns the connection if it is garbage-collected open
         engine = self._engine
         raw = engine.checkout()
+        if engine.features.deferred_begin:
+            return self._factory(engine, raw, engine.driver.begin_sql(engine.isolation, readonly))
         engine.begin(raw, None, readonly)
         return self._factory(engine, raw)
 

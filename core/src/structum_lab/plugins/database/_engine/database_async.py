@@ -53,6 +53,7 @@ class AsyncEngineDatabase(Generic[ConnT]):
     _secrets: Secrets
     _echo: bool
     _strict_params: bool
+    _isolation: IsolationLevel | None
     health_check_timeout: float
     health_degraded_ms: float
 
@@ -72,6 +73,7 @@ class AsyncEngineDatabase(Generic[ConnT]):
         self.health_degraded_ms = options.pop("health_degraded_ms", 1000.0)
         self._echo = bool(options.get("echo"))
         self._strict_params = bool(options.pop("strict_params", False))
+        self._isolation = normalize_isolation(options.get("isolation_level"))
         get_plugin_manager().load_observer_entry_points()
         ensure_reaper()  # returns connections that are garbage-collected without close()
         return parsed, options
@@ -87,6 +89,7 @@ class AsyncEngineDatabase(Generic[ConnT]):
             secrets=self._secrets,
             echo=self._echo,
             strict_params=self._strict_params,
+            isolation=self._isolation,
             health_check_timeout=self.health_check_timeout,
             health_degraded_ms=self.health_degraded_ms,
         )
@@ -156,6 +159,8 @@ class AsyncEngineDatabase(Generic[ConnT]):
         ensure_reaper()  # returns the connection if it is garbage-collected open
         engine = self._engine
         raw = await engine.checkout()
+        if engine.features.deferred_begin:
+            return self._factory(engine, raw, engine.driver.begin_sql(engine.isolation, readonly))
         await engine.begin(raw, None, readonly)
         return self._factory(engine, raw)
 
