@@ -8,9 +8,11 @@ from importlib.resources import files
 import pytest
 
 DISTRIBUTIONS = ["structum-database", "structum-database-sqlalchemy", "structum-database-psycopg"]
+#: The worked third-party backend (examples/), packaged as a third party would package it.
+EXAMPLE = "structum-database-sqlite3"
 
 
-@pytest.mark.parametrize("name", DISTRIBUTIONS)
+@pytest.mark.parametrize("name", [*DISTRIBUTIONS, EXAMPLE])
 def test_version_license_and_python(name: str) -> None:
     meta = distribution(name).metadata
     assert meta["Version"] == "0.1.0"
@@ -75,6 +77,9 @@ def test_entry_points() -> None:
     assert ("sqlalchemy", "structum_lab.plugins.database_sqlalchemy._plugin") in backends
     assert ("psycopg", "structum_lab.plugins.database_psycopg._plugin") in backends
     assert ("postgres", "structum_lab.plugins.database_psycopg._plugin") in backends
+    assert ("sqlite3", "structum_database_sqlite3._plugin") in backends
+    schemes = {(e.name, e.value) for e in found.select(group="structum_database.schemes")}
+    assert ("sqlite3", "structum_database_sqlite3._plugin") in schemes
     assert any(e.value == "structum_lab.plugins.database.pytest_plugin" for e in found.select(group="pytest11"))
     assert any(e.name == "structum-db" for e in found.select(group="console_scripts"))
 
@@ -87,6 +92,7 @@ def test_entry_points() -> None:
         "structum_lab.plugins.dynaconf",
         "structum_lab.plugins.database_sqlalchemy",
         "structum_lab.plugins.database_psycopg",
+        "structum_database_sqlite3",
     ],
 )
 def test_every_package_is_typed(package: str) -> None:

@@ -20,8 +20,10 @@ from structum_lab.plugins.database import (
     SQLAlchemyDatabase,
     available_backends,
     connect,
+    connect_async,
 )
 from structum_lab.plugins.database._config.registry import BACKEND_GROUP, SCHEME_GROUP, Registry, get_registry
+from structum_lab.plugins.database.kit import CONTRACT_ATTRIBUTE, CONTRACT_VERSION
 
 FAKE_PLUGIN = """
 from structum_lab.plugins.database import Option, hookimpl
@@ -233,3 +235,76 @@ def test_loading_a_backend_plugin_does_not_import_its_driver(plugin: str, driver
     code = f"import sys, {plugin}; print({driver!r} in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+# -- the contract version ----------------------------------------------------------------------
+
+
+def _contract_backend(site: Path, name: str, declared: str | None) -> Registry:
+    line = "" if declared is None else f"STRUCTUM_DATABASE_CONTRACT = {declared!r}\n"
+    module = f"fake_{name}"
+    make_dist(
+        site,
+        f"fake-{name}",
+        {BACKEND_GROUP: {name: module}, SCHEME_GROUP: {f"{name}db": module}},
+        {module: line + FAKE_PLUGIN},
+    )
+    return registry_with(site)
+
+
+def test_a_backend_built_for_another_major_contract_is_refused_by_name(site: Path) -> None:
+    registry = _contract_backend(site, "future", "2.0")
+    info = registry.get("future")
+    with pytest.raises(BackendLoadError) as error:
+        info.load()
+    message = str(error.value)
+    assert "backend 'future' from distribution fake-future 1.0" in message
+    assert "built for backend contract 2.0" in message and f"implements contract {CONTRACT_VERSION}" in message
+    assert error.value.distribution == "fake-future" and error.value.backend == "future"
+    assert not info.loaded and info.describe()["error"] == message
+    with pytest.raises(BackendLoadError):  # the same answer, without importing it again
+        info.load()
+    get_registry().refresh()
+    with pytest.raises(BackendLoadError, match=r"contract 2\.0"):
+        connect("futuredb://x")
+    assert registry.get("sqlalchemy").load() is not None  # the others are unaffected
+
+
+def test_a_malformed_contract_version_is_refused(site: Path) -> None:
+    with pytest.raises(BackendLoadError, match=r"STRUCTUM_DATABASE_CONTRACT = 'one', which is not a contract version"):
+        _contract_backend(site, "garbled", "one").get("garbled").load()
+
+
+def test_older_and_newer_minor_versions_load(site: Path, caplog: pytest.LogCaptureFixture) -> None:
+    major = CONTRACT_VERSION.split(".")[0]
+    assert _contract_backend(site, "older", f"{major}.0").get("older").load() is not None
+    assert "newer than" not in caplog.text
+    assert _contract_backend(site, "newer", f"{major}.99").get("newer").load() is not None
+    assert f"built for backend contract {major}.99, newer than the {CONTRACT_VERSION}" in caplog.text
+
+
+def test_a_backend_that_declares_nothing_is_taken_as_built_for_1_0(site: Path) -> None:
+    assert _contract_backend(site, "legacy", None).get("legacy").load() is not None
+
+
+@pytest.mark.parametrize("backend", ["sqlalchemy", "psycopg", "sqlite3"])
+def test_installed_backends_declare_the_contract_they_were_built_for(backend: str) -> None:
+    plugin = Registry().get(backend).load()
+    assert getattr(plugin, CONTRACT_ATTRIBUTE) == "1.0"
+
+
+def test_the_worked_third_party_backend_serves_sqlite3_urls(tmp_path: Path) -> None:
+    """examples/structum-database-sqlite3, installed: its scheme selects it, sqlite:// stays SQLAlchemy's."""
+    registry = Registry()
+    assert select(registry, "sqlite3:///app.db") == "sqlite3"
+    assert select(registry, "sqlite3:///app.db", backend="sqlite3") == "sqlite3"
+    assert select(registry, "sqlite:///app.db") == "sqlalchemy"
+    db = connect(f"sqlite3:///{tmp_path}/example.db")
+    try:
+        assert db.backend == "sqlite3" and type(db).__module__.startswith("structum_database_sqlite3")
+        with db.transaction() as conn:
+            assert conn.execute("SELECT 1 AS one").scalar() == 1
+    finally:
+        db.shutdown()
+    with pytest.raises(ConfigurationError, match="the sqlite3 backend is sync only"):
+        connect_async(f"sqlite3:///{tmp_path}/example.db")

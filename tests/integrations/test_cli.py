@@ -72,6 +72,14 @@ def test_backends_lists_both_loaded(tmp_path: Path) -> None:
     assert "psycopg (postgres)" in table and "structum-database-psycopg" in table and "loaded" in table
 
 
+def test_backends_lists_the_worked_third_party_backend(tmp_path: Path) -> None:
+    result = run(tmp_path, "backends", "--json")
+    assert result.returncode == 0, result.stderr
+    example = {b["name"]: b for b in json.loads(result.stdout)}["sqlite3"]
+    assert example["distribution"] == "structum-database-sqlite3" and example["schemes"] == ["sqlite3"]
+    assert not example["first_party"] and example["loaded"] and example["error"] is None
+
+
 def test_check_healthy_and_unhealthy_exit_codes(project: Path) -> None:
     healthy = run(project, "check", "--namespace", "database", "--json")
     assert healthy.returncode == 0, healthy.stderr

@@ -1,6 +1,8 @@
 """What the asyncio sources of tests/semantics and the sync modules generated from them share.
 
 * the targets: (backend, dialect[+driver]) pairs, sync and asyncio;
+* :func:`declarations` and :class:`FirstParty`: what each first-party flavour declares to the
+  conformance kit beyond ``db.features``, and what it promises about its errors;
 * :class:`Opener`, which ``open_db`` / ``open_db_async`` / ``open_url`` / ``open_url_async``
   (tests/semantics/conftest.py) give a test;
 * :class:`raises`, ``pytest.raises`` that an ``async with`` statement can hold too.
@@ -15,12 +17,16 @@ leave the sync module two nested ``with`` statements (which ruff's SIM117 refuse
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import pytest
 
-__all__ = ["ASYNC_TARGETS", "SYNC_TARGETS", "Opener", "raises"]
+from structum_lab.plugins.database import DatabaseError, SerializationError
+from structum_lab.plugins.database.testing.conformance import SECRET, closed_port, url_at
+
+__all__ = ["ASYNC_TARGETS", "SYNC_TARGETS", "FirstParty", "Opener", "declarations", "raises", "server_url"]
 
 SYNC_TARGETS = [
     ("sqlalchemy", "sqlite"),
@@ -35,6 +41,106 @@ ASYNC_TARGETS = [
     ("sqlalchemy", "mysql+aiomysql"),
     ("psycopg", "postgresql"),
 ]
+
+
+SESSION_ID = {"postgresql": "SELECT pg_backend_pid()", "mysql": "SELECT CONNECTION_ID()"}
+SESSION_ALIVE = {
+    "postgresql": "SELECT COUNT(*) FROM pg_stat_activity WHERE pid = :id",
+    "mysql": "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = :id",
+}
+SERIAL = {
+    "postgresql": "SERIAL PRIMARY KEY",
+    "mysql": "INTEGER PRIMARY KEY AUTO_INCREMENT",
+    "sqlite": "INTEGER PRIMARY KEY",
+}
+
+
+def server_url(request: pytest.FixtureRequest, tmp_path: Path, scheme: str) -> str:
+    """A fresh database of ``scheme``'s dialect: a schema (PostgreSQL), a database (MariaDB), a file (SQLite)."""
+    dialect = scheme.partition("+")[0]
+    if dialect == "sqlite":
+        return f"{scheme}:///{tmp_path}/semantics.db"
+    if dialect == "postgresql":
+        base: str = request.getfixturevalue("pg_schema_url")
+        return base.replace("postgresql://", f"{scheme}://", 1)
+    base = request.getfixturevalue("mysql_db_url")
+    return base.replace("mysql+pymysql://", f"{scheme}://", 1)
+
+
+def declarations(backend: str, scheme: str) -> dict[str, Any]:
+    """The conformance kit's class attributes for one first-party flavour: what ``db.features``
+    cannot say about the database and the pool (docs/backends/authoring.md)."""
+    dialect = scheme.partition("+")[0]
+    found: dict[str, Any] = {"backend": backend, "scheme": scheme, "serial_key": SERIAL[dialect]}
+    if dialect == "sqlite":
+        # Locks, not snapshots; sqlite3's busy timeout, short; pysqlite counts no SELECT rows.
+        found.update(locking_isolation=True, impatient_options={"connect_args": {"timeout": 0.2}})
+        found.update(counts_selected_rows=False)
+    else:
+        found.update(session_id_sql=SESSION_ID[dialect], session_alive_sql=SESSION_ALIVE[dialect])
+    if backend == "psycopg":
+        # psycopg_pool opens min_size connections at start and keeps the overflow one until max_idle.
+        found.update(pool_prefills=True, pool_keeps_overflow=True)
+    if backend == "sqlalchemy" and scheme == "postgresql":
+        found.update(scheme_selects_backend=False)  # the psycopg backend ranks first for postgresql://
+    if scheme.endswith("+asyncpg"):
+        # asyncpg does not expose the aborted state, and reports no row count for a batch.
+        found.update(statement_error_aborts=True, counts_batch_rows=False)
+    return found
+
+
+class FirstParty:
+    """What the first-party backends promise beyond the kit (its ``check_error`` hook), and where
+    their databases are (the ``database_url`` and ``unreachable_url`` fixtures)."""
+
+    backend: str
+    scheme: str
+
+    @pytest.fixture
+    def database_url(self, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+        return server_url(request, tmp_path, self.scheme)
+
+    @pytest.fixture
+    def unreachable_url(self, database_url: str, tmp_path: Path) -> str:
+        if self.scheme == "sqlite":
+            # A file that cannot be opened. (Not with aiosqlite: the thread of a failed connect lives
+            # on until the collector finds it, and then reports to an event loop long closed.)
+            return f"{self.scheme}:///{tmp_path}/no-such-directory/kit.db"
+        return url_at(database_url, closed_port())
+
+    def check_error(self, situation: str, error: DatabaseError) -> None:
+        dialect = self.scheme.partition("+")[0]
+        if situation == "unique_violation":
+            if dialect == "postgresql":
+                assert error.sqlstate == "23505"
+            if self.backend == "psycopg":
+                import psycopg
+
+                assert isinstance(error.__cause__, psycopg.errors.UniqueViolation)
+        elif situation == "readonly_write" and dialect == "postgresql":
+            assert "read-only" in str(error)
+        elif situation == "serialization_conflict" and dialect == "postgresql":
+            assert isinstance(error, SerializationError) and error.sqlstate == "40001"
+        elif situation == "pool_timeout" and self.backend == "sqlalchemy":
+            import sqlalchemy.exc
+
+            assert isinstance(error, sqlalchemy.exc.TimeoutError)  # spec section 6.3
+        elif situation == "unreachable" and dialect == "postgresql":
+            assert SECRET not in str(error)
+            if self.scheme.endswith("+asyncpg"):
+                # asyncpg raises the OSError of connect(), which SQLAlchemy does not wrap.
+                assert "Connect call failed" in str(error)
+                assert isinstance(error.__cause__, ConnectionRefusedError)
+                return
+            assert "Connection refused" in str(error)  # libpq's words
+            if self.backend == "psycopg":
+                import psycopg
+
+                assert isinstance(error.__cause__, psycopg.OperationalError)
+            else:
+                import sqlalchemy.exc
+
+                assert isinstance(error.__cause__, sqlalchemy.exc.OperationalError)
 
 
 class Opener:
@@ -55,11 +161,6 @@ class Opener:
         db = self._open(url or self.url, backend=self.backend, **options)
         self.opened.append(db)
         return db
-
-    def url_at(self, port: int, *, user: str = "app", password: str = "", database: str = "nowhere") -> str:
-        """A URL of this flavour for a server of the test's own on 127.0.0.1."""
-        secret = f":{password}" if password else ""
-        return f"{self.scheme}://{user}{secret}@127.0.0.1:{port}/{database}"
 
 
 class raises:

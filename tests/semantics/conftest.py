@@ -1,16 +1,20 @@
 """Every backend, sync and async, on every database it serves.
 
+``test_conformance_async.py`` runs core's conformance kit (the suite third-party backends
+run too, ``structum_lab.plugins.database.testing.conformance``) on every first-party
+flavour, one test class per flavour. The other tests here are the first-party flavours'
+own, beyond the kit.
+
 The tests here are written once, for asyncio, in ``test_*_async.py``;
 ``tools/sync_from_async.py`` generates the sync module ``test_*.py`` from each. A test
-that asks for ``open_db_async`` (or ``open_url_async``) runs on every ASYNC_TARGETS
-flavour; its generated twin asks for ``open_db`` (``open_url``) and runs on every
+that asks for ``open_db_async`` runs on every ASYNC_TARGETS
+flavour; its generated twin asks for ``open_db`` and runs on every
 SYNC_TARGETS flavour. A target is (backend, dialect[+driver]); ``@pytest.mark.dialects(...)``
 narrows a test to the targets of those dialects.
 
 ``open_db(**options)`` opens a database of the flavour on a fresh schema (PostgreSQL),
-database (MariaDB) or file (SQLite), so semantics are observed on real servers;
-``open_url(url, **options)`` opens one at a URL of the test's own (a closed port, a
-silent server). Both shut down every database they opened afterwards.
+database (MariaDB) or file (SQLite), so semantics are observed on real servers, and
+shuts down every database it opened afterwards.
 """
 
 from __future__ import annotations
@@ -19,12 +23,12 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from _flavours import ASYNC_TARGETS, SYNC_TARGETS, Opener
+from _flavours import ASYNC_TARGETS, SYNC_TARGETS, Opener, server_url
 
 from structum_lab.plugins.database import connect, connect_async
 
-ASYNC_OPENERS = {"open_db_async", "open_url_async"}
-SYNC_OPENERS = {"open_db", "open_url"}
+ASYNC_OPENERS = {"open_db_async"}
+SYNC_OPENERS = {"open_db"}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -46,20 +50,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("target", targets, ids=["-".join(t) for t in targets])
 
 
-def _server_url(request: pytest.FixtureRequest, tmp_path: Path, scheme: str) -> str:
-    dialect = scheme.partition("+")[0]
-    if dialect == "sqlite":
-        return f"{scheme}:///{tmp_path}/semantics.db"
-    if dialect == "postgresql":
-        base: str = request.getfixturevalue("pg_schema_url")
-        return base.replace("postgresql://", f"{scheme}://", 1)
-    base = request.getfixturevalue("mysql_db_url")
-    return base.replace("mysql+pymysql://", f"{scheme}://", 1)
-
-
 @pytest.fixture
 def open_db(target: tuple[str, str], request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
-    opener = Opener(target, connect, _server_url(request, tmp_path, target[1]))
+    opener = Opener(target, connect, server_url(request, tmp_path, target[1]))
     yield opener
     for db in opener.opened:
         db.shutdown()
@@ -69,23 +62,7 @@ def open_db(target: tuple[str, str], request: pytest.FixtureRequest, tmp_path: P
 async def open_db_async(
     target: tuple[str, str], request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[Opener]:
-    opener = Opener(target, connect_async, _server_url(request, tmp_path, target[1]))
-    yield opener
-    for db in opener.opened:
-        await db.shutdown()
-
-
-@pytest.fixture
-def open_url(target: tuple[str, str]) -> Iterator[Opener]:
-    opener = Opener(target, connect, None)
-    yield opener
-    for db in opener.opened:
-        db.shutdown()
-
-
-@pytest.fixture
-async def open_url_async(target: tuple[str, str]) -> AsyncIterator[Opener]:
-    opener = Opener(target, connect_async, None)
+    opener = Opener(target, connect_async, server_url(request, tmp_path, target[1]))
     yield opener
     for db in opener.opened:
         await db.shutdown()

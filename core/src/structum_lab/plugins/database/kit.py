@@ -5,7 +5,9 @@ A backend is a driver (:class:`AsyncDriverBase` / :class:`DriverBase`, the verbs
 :class:`EngineDatabase`). Transactions, savepoints, checkout accounting, health, leaks,
 fork safety, error mapping and secret masking are the engine's, so every backend
 behaves the same; parameter translation, row shape, option validation and deadlines
-are helpers here. See docs/architecture.md.
+are helpers here. :data:`CONTRACT_VERSION` is the version of that contract this core
+implements; a backend declares the one it was built for, as a literal, in its plugin
+module (``STRUCTUM_DATABASE_CONTRACT = "1.0"``). See docs/backends/authoring.md.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from ._contract.health import OK_MESSAGE
 from ._contract.options import COMMON_OPTIONS, Option, validate_options
 from ._contract.rows import GC_PAUSE_ROWS, Row, duplicate_columns, paused_gc
 from ._contract.url import DatabaseURL, mask_url
+from ._contract.version import CONTRACT_ATTRIBUTE, CONTRACT_VERSION
 from ._engine import leaks
 from ._engine.background import AsyncBackground, Background
 from ._engine.connection import EngineConnection
@@ -81,6 +84,8 @@ DatabaseBase = EngineDatabase
 __all__ = [
     "ALL_ISOLATION_LEVELS",
     "ASYNC",
+    "CONTRACT_ATTRIBUTE",
+    "CONTRACT_VERSION",
     "SQL_LOG",
     "AsyncBackground",
     "AsyncDriver",

@@ -11,6 +11,9 @@ from collections.abc import Mapping
 from structum_lab.plugins.database import Option
 from structum_lab.plugins.database.kit import backend_hooks
 
+#: The backend contract this backend was written for (core refuses another major version).
+STRUCTUM_DATABASE_CONTRACT = "1.0"
+
 #: Options beyond core's COMMON_OPTIONS. The pool's own names (psycopg_pool's) win over
 #: the common ones when both are given: ``min_size`` over ``pool_size``, ``max_size``
 #: over ``pool_size + max_overflow``, ``timeout`` over ``pool_timeout``,

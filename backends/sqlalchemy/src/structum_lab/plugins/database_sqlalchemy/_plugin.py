@@ -11,6 +11,9 @@ from collections.abc import Mapping
 from structum_lab.plugins.database import Option
 from structum_lab.plugins.database.kit import backend_hooks
 
+#: The backend contract this backend was written for (core refuses another major version).
+STRUCTUM_DATABASE_CONTRACT = "1.0"
+
 OPTIONS: Mapping[str, Option] = {
     "pool_use_lifo": Option("pool_use_lifo", "bool", False, "Reuse the most recently returned connection first"),
     "isolation_level": Option(

@@ -30,6 +30,7 @@ from .._contract.errors import (
     ConfigurationError,
 )
 from .._contract.url import DatabaseURL
+from .._contract.version import CONTRACT_ATTRIBUTE, ContractMismatch, check_contract
 from .known import KNOWN_BACKENDS, first_party_rank, known_backend, known_for_scheme, scheme_matches
 from .manager import get_plugin_manager
 
@@ -101,9 +102,24 @@ class BackendInfo:
             error.__cause__ = exc
             self.load_error = error
             raise error from exc
+        self._check_contract(plugin)
         get_plugin_manager().register_backend(self.name, plugin, distribution=self.distribution)
         self._plugin = plugin
         return plugin
+
+    def _check_contract(self, plugin: object) -> None:
+        """Refuse a backend built for another major version of the backend contract."""
+        try:
+            warning = check_contract(getattr(plugin, CONTRACT_ATTRIBUTE, None))
+        except ContractMismatch as exc:
+            self.load_error = BackendLoadError(
+                f"backend {self.name!r} from distribution {self.distribution} {self.version} {exc}",
+                backend_name=self.name,
+                distribution=self.distribution,
+            )
+            raise self.load_error from None
+        if warning is not None:
+            log.warning("backend %r from distribution %s %s %s", self.name, self.distribution, self.version, warning)
 
     def describe(self) -> dict[str, Any]:
         return {

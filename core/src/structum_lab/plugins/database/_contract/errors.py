@@ -79,7 +79,8 @@ class BackendNotInstalledError(BackendNotFoundError):
 
 
 class BackendLoadError(ConfigurationError):
-    """An installed backend failed to import; ``__cause__`` holds the original error."""
+    """An installed backend failed to import (``__cause__`` holds the original error), or was
+    built for another major version of the backend contract."""
 
     def __init__(self, message: str, *, backend_name: str, distribution: str) -> None:
         super().__init__(message, backend=backend_name)
