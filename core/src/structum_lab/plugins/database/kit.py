@@ -15,7 +15,7 @@ from __future__ import annotations
 from ._config.exports import backend_hooks, lazy_exports, open_database
 from ._contract.driver import Driver, DriverBase, Notifier, Rows
 from ._contract.driver_async import AsyncDriver, AsyncDriverBase, AsyncNotifier, AsyncRows
-from ._contract.features import ALL_ISOLATION_LEVELS, Features, NoRows, PoolExhausted, PoolLimits
+from ._contract.features import ALL_ISOLATION_LEVELS, BatchFailed, Features, NoRows, PoolExhausted, PoolLimits
 from ._contract.health import OK_MESSAGE
 from ._contract.options import COMMON_OPTIONS, Option, validate_options
 from ._contract.rows import GC_PAUSE_ROWS, Row, duplicate_columns, paused_gc
@@ -71,7 +71,7 @@ from ._engine.params import (
     Translator,
 )
 from ._engine.pool_stats import PoolStats, pool_exhausted_message
-from ._engine.prepare import PSYCOPG_PREPARE_THRESHOLD, normalize_prepare_threshold
+from ._engine.prepare import PSYCOPG_PREPARE_THRESHOLD, normalize_prepare_threshold, prepare_threshold_for
 from ._engine.result import BufferedResult, EngineResult, ListRows, ScalarResult
 from ._engine.result_async import AsyncBufferedResult, AsyncEngineResult, AsyncListRows, AsyncScalarResult
 from ._engine.results import AwaitableResult
@@ -96,6 +96,7 @@ __all__ = [
     "AsyncNotifier",
     "AsyncRows",
     "Background",
+    "BatchFailed",
     "ConnectMonitor",
     "Bound",
     "Driver",
@@ -174,6 +175,7 @@ __all__ = [
     "normalize_isolation",
     "leaks",
     "normalize_prepare_threshold",
+    "prepare_threshold_for",
     "paused_gc",
     "protect_logs",
     "ping_budget",

@@ -1,5 +1,6 @@
 """Building blocks for backends on psycopg 3 (the psycopg backend, SQLAlchemy's psycopg
-driver, a third-party backend): ``statement_deadline`` on psycopg connections.
+driver, a third-party backend): ``statement_deadline`` on psycopg connections, COPY,
+LISTEN, core ``Row`` dicts, and several statements in one round trip (``run_batch``).
 
 Importing this module imports psycopg; :mod:`structum_lab.plugins.database.kit` does not.
 
@@ -23,16 +24,22 @@ from typing import TYPE_CHECKING, Any, Final
 import psycopg
 
 from ._engine.deadline import _CAP, WATCHDOG, deadline_message, round_trip_budget
+from ._psycopg.batch import begun_query, run_batch
+from ._psycopg.batch_async import begun_query as begun_query_async
+from ._psycopg.batch_async import run_batch as run_batch_async
 from ._psycopg.copy import copy_in, copy_out, copy_statement
 from ._psycopg.copy_async import copy_in as copy_in_async
 from ._psycopg.copy_async import copy_out as copy_out_async
 from ._psycopg.listen import PsycopgNotifier
 from ._psycopg.listen_async import AsyncPsycopgNotifier
+from ._psycopg.rows import parenthesized, row_factory
 
 __all__ = [
     "NATIVE_TIMEOUT",
     "AsyncPsycopgNotifier",
     "PsycopgNotifier",
+    "begun_query",
+    "begun_query_async",
     "copy_in",
     "copy_in_async",
     "copy_out",
@@ -43,6 +50,10 @@ __all__ = [
     "PsycopgDeadline",
     "WatchdogDeadline",
     "bounded_connection_class",
+    "parenthesized",
+    "row_factory",
+    "run_batch",
+    "run_batch_async",
 ]
 
 try:

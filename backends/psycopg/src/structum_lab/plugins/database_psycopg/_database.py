@@ -9,18 +9,18 @@ core's engine. The connection and result classes add psycopg's escape hatches an
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Unpack
 
 from psycopg import Cursor
 from psycopg_pool import ConnectionPool
 
-from structum_lab.plugins.database import DatabaseURL
+from structum_lab.plugins.database import DatabaseURL, ReplicaOptions
 from structum_lab.plugins.database.kit import EngineConnection, EngineDatabase, EngineResult, log
+from structum_lab.plugins.database.kit_psycopg import row_factory
 
 from ._driver import PsycopgDriver, PsycopgRows, Raw
 from ._plugin import OPTIONS
-from ._pool import row_factory
 from ._settings import PoolSettings, resolve_settings
 
 __all__ = ["PostgresConnection", "PostgresDatabase", "PostgresResult"]
@@ -62,7 +62,9 @@ class PostgresDatabase(EngineDatabase[PostgresConnection]):
     The common options keep their meaning (``pool_size``, ``max_overflow``,
     ``pool_timeout``, ``pool_recycle``, ``pool_pre_ping`` ...); psycopg_pool's own
     ``min_size``, ``max_size``, ``timeout`` and ``max_lifetime`` win when given.
-    ``prepare_threshold=None`` disables prepared statements (PgBouncer transaction mode).
+    ``prepare_threshold=None`` disables prepared statements; ``pgbouncer=True`` does that and
+    refuses session state (PgBouncer transaction mode). ``replicas=[...]`` returns a database
+    with replicas over this class (docs/scale-out.md).
     The pool starts on first use (``db.open()`` or ``with db:`` to start it
     earlier) and belongs to that event loop.
     """
@@ -98,7 +100,11 @@ class PostgresDatabase(EngineDatabase[PostgresConnection]):
         name: str | None = None,
         strict_params: bool = False,
         echo: bool = False,
+        observers: Sequence[str] | None = None,
+        observer_options: Mapping[str, Mapping[str, Any]] | None = None,
         pool_use_lifo: bool = False,
+        pgbouncer: bool = False,
+        **replication: Unpack[ReplicaOptions],
     ) -> None:
         parsed, options = self._setup(url, locals())
         if options.pop("pool_use_lifo"):

@@ -6,18 +6,18 @@ core's engine. The connection and result classes add psycopg's escape hatches an
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Unpack
 
 from psycopg import AsyncCursor
 from psycopg_pool import AsyncConnectionPool
 
-from structum_lab.plugins.database import DatabaseURL
+from structum_lab.plugins.database import DatabaseURL, ReplicaOptions
 from structum_lab.plugins.database.kit import AsyncEngineConnection, AsyncEngineDatabase, AsyncEngineResult, log
+from structum_lab.plugins.database.kit_psycopg import row_factory
 
 from ._driver_async import AsyncPsycopgDriver, AsyncPsycopgRows, AsyncRaw
 from ._plugin import OPTIONS
-from ._pool import row_factory
 from ._settings import PoolSettings, resolve_settings
 
 __all__ = ["AsyncPostgresConnection", "AsyncPostgresDatabase", "AsyncPostgresResult"]
@@ -59,7 +59,9 @@ class AsyncPostgresDatabase(AsyncEngineDatabase[AsyncPostgresConnection]):
     The common options keep their meaning (``pool_size``, ``max_overflow``,
     ``pool_timeout``, ``pool_recycle``, ``pool_pre_ping`` ...); psycopg_pool's own
     ``min_size``, ``max_size``, ``timeout`` and ``max_lifetime`` win when given.
-    ``prepare_threshold=None`` disables prepared statements (PgBouncer transaction mode).
+    ``prepare_threshold=None`` disables prepared statements; ``pgbouncer=True`` does that and
+    refuses session state (PgBouncer transaction mode). ``replicas=[...]`` returns a database
+    with replicas over this class (docs/scale-out.md).
     The pool starts on first use (``await db.open()`` or ``async with db:`` to start it
     earlier) and belongs to that event loop.
     """
@@ -95,7 +97,11 @@ class AsyncPostgresDatabase(AsyncEngineDatabase[AsyncPostgresConnection]):
         name: str | None = None,
         strict_params: bool = False,
         echo: bool = False,
+        observers: Sequence[str] | None = None,
+        observer_options: Mapping[str, Mapping[str, Any]] | None = None,
         pool_use_lifo: bool = False,
+        pgbouncer: bool = False,
+        **replication: Unpack[ReplicaOptions],
     ) -> None:
         parsed, options = self._setup(url, locals())
         if options.pop("pool_use_lifo"):

@@ -21,7 +21,7 @@ from time import monotonic
 from typing import Any, Final, cast
 
 import psycopg
-from psycopg import ClientCursor, Connection, Cursor, ServerCursor, pq
+from psycopg import Connection, Cursor, ServerCursor, pq
 from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
@@ -44,8 +44,10 @@ from structum_lab.plugins.database.kit import (
 from structum_lab.plugins.database.kit_psycopg import (
     PsycopgDeadline,
     PsycopgNotifier,
+    begun_query,
     copy_in,
     copy_out,
+    run_batch,
 )
 
 from ._pool import (
@@ -55,7 +57,6 @@ from ._pool import (
     COLD_VERIFY,
     STREAM_NAMES,
     TRANSLATOR,
-    parenthesized,
     quiet_pool_log,
     stamp,
 )
@@ -82,6 +83,7 @@ FEATURES: Final = Features(
     transactional_ddl=True,
     autocommit=True,
     deferred_begin=True,
+    fair_checkout=True,  # psycopg_pool hands a returned connection to the longest waiter
     aborted_state=True,
     detached_results=True,
 )
@@ -148,6 +150,7 @@ def connection_class(monitor: ConnectMonitor, deadline: float | None, name: str)
 
         @classmethod
         def connect(cls, conninfo: str = "", **kwargs: Any) -> StructumConnection:
+            started = monotonic()
             try:
                 conn = super().connect(conninfo, **kwargs)
             except Exception as exc:
@@ -157,7 +160,13 @@ def connection_class(monitor: ConnectMonitor, deadline: float | None, name: str)
             stamp(conn)
             if monitor.succeeded():
                 log.warning("database %r: connected again", name)
+            monitor.report("created", monotonic() - started)
             return conn
+
+        def close(self) -> None:
+            if not self.closed:
+                monitor.report("closed")
+            super().close()
 
     return StructumConnection
 
@@ -169,6 +178,14 @@ class PsycopgDriver(DriverBase[Raw]):
     errors = (psycopg.Error,)
     translator = TRANSLATOR
     loggers = DRIVER_LOGGERS["psycopg"]  # psycopg_pool logs connection errors as they are
+
+    @property
+    def on_connection(self) -> Callable[[Any, float], None] | None:
+        return self._monitor.listener
+
+    @on_connection.setter
+    def on_connection(self, listener: Callable[[Any, float], None] | None) -> None:
+        self._monitor.listener = listener
 
     def __init__(self, settings: PoolSettings, *, name: str, secrets: Secrets) -> None:
         s = self.settings = settings
@@ -470,18 +487,18 @@ class PsycopgDriver(DriverBase[Raw]):
     # -- transactions and statements ---------------------------------------------------
 
     def execute_begun(self, raw: Raw, begin: str, sql: str, params: Bound) -> PsycopgRows:
-        """BEGIN and the first statement as one message: a simple-protocol query, with the
-        parameters bound by psycopg on the client (``ClientCursor``: quoted and escaped by
-        psycopg for this connection's encoding, each in parentheses). Later statements bind
-        on the server. docs/transactions.md says what a program can tell apart."""
-        if params is None:
-            cursor: Cursor[Row] = raw.cursor()
-            cursor.execute(f"{begin}; {sql}")
-        else:
-            cursor = ClientCursor(raw)
-            cursor.execute(f"{begin}; {parenthesized(sql)}", params)
+        """BEGIN and the first statement as one simple-protocol message, the values bound
+        by psycopg on the client (core's ``begun_query``). Later statements bind on the
+        server. docs/transactions.md says what a program can tell apart."""
+        cursor: Cursor[Row] = raw.cursor()
+        cursor.execute(begun_query(raw, begin, sql, params))
         cursor.nextset()  # past BEGIN's result, to the statement's
         return PsycopgRows(cursor)
+
+    def execute_batch(
+        self, raw: Raw, begin: str | None, statements: Sequence[tuple[str, Bound]], end: str | None
+    ) -> list[Any]:
+        return run_batch(raw, begin, statements, end)
 
     def begun(self, raw: Raw) -> bool:
         return raw.pgconn.transaction_status != _IDLE

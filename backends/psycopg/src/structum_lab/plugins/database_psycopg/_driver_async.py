@@ -18,7 +18,7 @@ from time import monotonic
 from typing import Any, Final, cast
 
 import psycopg
-from psycopg import AsyncClientCursor, AsyncConnection, AsyncCursor, AsyncServerCursor, pq
+from psycopg import AsyncConnection, AsyncCursor, AsyncServerCursor, pq
 from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
@@ -42,8 +42,10 @@ from structum_lab.plugins.database.kit import (
 from structum_lab.plugins.database.kit_psycopg import (
     AsyncPsycopgDeadline,
     AsyncPsycopgNotifier,
+    begun_query_async,
     copy_in_async,
     copy_out_async,
+    run_batch_async,
 )
 
 from ._pool import (
@@ -53,7 +55,6 @@ from ._pool import (
     COLD_VERIFY,
     STREAM_NAMES,
     TRANSLATOR,
-    parenthesized,
     quiet_pool_log,
     stamp,
 )
@@ -80,6 +81,7 @@ FEATURES: Final = Features(
     transactional_ddl=True,
     autocommit=True,
     deferred_begin=True,
+    fair_checkout=True,  # psycopg_pool hands a returned connection to the longest waiter
     aborted_state=True,
     detached_results=True,
 )
@@ -146,6 +148,7 @@ def connection_class(monitor: ConnectMonitor, deadline: float | None, name: str)
 
         @classmethod
         async def connect(cls, conninfo: str = "", **kwargs: Any) -> AsyncStructumConnection:
+            started = monotonic()
             try:
                 conn = await super().connect(conninfo, **kwargs)
             except Exception as exc:
@@ -155,7 +158,13 @@ def connection_class(monitor: ConnectMonitor, deadline: float | None, name: str)
             stamp(conn)
             if monitor.succeeded():
                 log.warning("database %r: connected again", name)
+            monitor.report("created", monotonic() - started)
             return conn
+
+        async def close(self) -> None:
+            if not self.closed:
+                monitor.report("closed")
+            await super().close()
 
     return AsyncStructumConnection
 
@@ -167,6 +176,14 @@ class AsyncPsycopgDriver(AsyncDriverBase[AsyncRaw]):
     errors = (psycopg.Error,)
     translator = TRANSLATOR
     loggers = DRIVER_LOGGERS["psycopg"]  # psycopg_pool logs connection errors as they are
+
+    @property
+    def on_connection(self) -> Callable[[Any, float], None] | None:
+        return self._monitor.listener
+
+    @on_connection.setter
+    def on_connection(self, listener: Callable[[Any, float], None] | None) -> None:
+        self._monitor.listener = listener
 
     def __init__(self, settings: PoolSettings, *, name: str, secrets: Secrets) -> None:
         s = self.settings = settings
@@ -471,18 +488,18 @@ class AsyncPsycopgDriver(AsyncDriverBase[AsyncRaw]):
     # -- transactions and statements ---------------------------------------------------
 
     async def execute_begun(self, raw: AsyncRaw, begin: str, sql: str, params: Bound) -> AsyncPsycopgRows:
-        """BEGIN and the first statement as one message: a simple-protocol query, with the
-        parameters bound by psycopg on the client (``ClientCursor``: quoted and escaped by
-        psycopg for this connection's encoding, each in parentheses). Later statements bind
-        on the server. docs/transactions.md says what a program can tell apart."""
-        if params is None:
-            cursor: AsyncCursor[Row] = raw.cursor()
-            await cursor.execute(f"{begin}; {sql}")
-        else:
-            cursor = AsyncClientCursor(raw)
-            await cursor.execute(f"{begin}; {parenthesized(sql)}", params)
+        """BEGIN and the first statement as one simple-protocol message, the values bound
+        by psycopg on the client (core's ``begun_query``). Later statements bind on the
+        server. docs/transactions.md says what a program can tell apart."""
+        cursor: AsyncCursor[Row] = raw.cursor()
+        await cursor.execute(begun_query_async(raw, begin, sql, params))
         cursor.nextset()  # past BEGIN's result, to the statement's
         return AsyncPsycopgRows(cursor)
+
+    async def execute_batch(
+        self, raw: AsyncRaw, begin: str | None, statements: Sequence[tuple[str, Bound]], end: str | None
+    ) -> list[Any]:
+        return await run_batch_async(raw, begin, statements, end)
 
     def begun(self, raw: AsyncRaw) -> bool:
         return raw.pgconn.transaction_status != _IDLE

@@ -4,28 +4,19 @@
   needs: when it was created and last used, and core's zero-round-trip "is the socket
   readable?" probe (an idle PostgreSQL connection receives nothing unless the server
   closed it or sent a notification).
-* :func:`row_factory` builds core :class:`Row` dicts exactly as psycopg's ``dict_row``
-  builds dicts.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-import re
-from collections.abc import Callable, Sequence
-from functools import lru_cache
 from time import monotonic
 from typing import Any, Final
 
-from psycopg.rows import no_result
-
-from structum_lab.plugins.database import Row
 from structum_lab.plugins.database.kit import (
     POSTGRESQL,
     PSYCOPG_POSITIONAL,
     Translator,
-    duplicate_columns,
     readable_probe,
 )
 
@@ -37,9 +28,7 @@ __all__ = [
     "STREAM_NAMES",
     "TRANSLATOR",
     "first_line",
-    "parenthesized",
     "quiet_pool_log",
-    "row_factory",
     "stamp",
 ]
 
@@ -62,34 +51,6 @@ COLD_RETRY: Final = 0.5
 #: How long shutdown() waits for each pool worker to stop. Workers stop at once unless one is
 #: stuck connecting to a silent server; psycopg_pool joins them one by one.
 CLOSE_WAIT: Final = 0.25
-
-_column_names: Callable[[Any], list[str] | None]
-try:  # psycopg's own name reader, as used by dict_row (the fastest way to the column names)
-    from psycopg.rows import _get_names as _column_names
-except ImportError:  # pragma: no cover - a later psycopg without the private helper
-
-    def _column_names(cursor: Any) -> list[str] | None:
-        description = cursor.description
-        return None if description is None else [column.name for column in description]
-
-
-def row_factory(cursor: Any) -> Callable[[Sequence[Any]], Row]:
-    """psycopg row factory producing core ``Row`` dicts (``dict_row`` with another class)."""
-    names = _column_names(cursor)
-    if names is None:
-        return no_result
-    duplicated = duplicate_columns(names)
-    if duplicated is not None:
-
-        def refuse(values: Sequence[Any]) -> Row:
-            raise duplicated
-
-        return refuse
-
-    def make_row(values: Sequence[Any]) -> Row:
-        return Row(zip(names, values))  # noqa: B905 - one value per column, by construction
-
-    return make_row
 
 
 def stamp(conn: Any) -> None:
@@ -119,17 +80,3 @@ def quiet_pool_log() -> None:
     logger = logging.getLogger("psycopg.pool")
     if not any(isinstance(f, _PoolNoise) for f in logger.filters):
         logger.addFilter(_PoolNoise())
-
-
-_MARK: Final = re.compile(r"%%|%s")
-
-
-@lru_cache(maxsize=1024)
-def parenthesized(sql: str) -> str:
-    """``sql`` (psycopg's ``%s`` style, literal ``%`` doubled) with each placeholder as ``(%s)``.
-
-    For the one statement a transaction sends with its BEGIN, psycopg binds the values on
-    the client, as SQL literals; in parentheses a literal parses as the value a server-side
-    parameter would be (``(-2147483648)::int``, not ``-(2147483648::int)``).
-    """
-    return _MARK.sub(lambda m: m.group() if m.group() == "%%" else "(%s)", sql)

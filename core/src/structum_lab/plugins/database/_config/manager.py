@@ -1,18 +1,20 @@
 """A typed facade over pluggy, so no caller touches ``pm.hook`` and its ``Any``.
 
-Backend hooks are called on one plugin, chosen by the registry; event hooks are
-broadcast with each observer isolated, so a broken metrics plugin cannot fail a
-transaction. The list of observers is cached per hook because event hooks sit on the
-transaction path and a pluggy call costs more than the check.
+Backend hooks are called on one plugin, chosen by the registry. Event hooks are not
+called through pluggy here: each database's engine keeps its observers' functions per
+event (``_engine/observe.py``), because they sit on the statement path; this manager
+tells those engines when a plugin comes or goes, and loads the observers a database's
+``observers`` option names from the ``structum_database.plugins`` entry point group.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+import weakref
+from collections.abc import Mapping
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
 from pluggy import HookImpl
@@ -21,9 +23,8 @@ from .._contract.errors import BackendLoadError, ConfigurationError
 from .._contract.hookspecs import PROJECT_NAME, DatabaseBackendSpec, DatabaseEventSpec
 
 if TYPE_CHECKING:
-    from .._contract.health import HealthCheckResult
     from .._contract.options import Option
-    from .._contract.protocols import AsyncDatabaseInterface, DatabaseInterface, PoolInfo
+    from .._contract.protocols import AsyncDatabaseInterface, DatabaseInterface
     from .._contract.url import DatabaseURL
 
 __all__ = ["OBSERVER_GROUP", "PluginManager", "get_plugin_manager"]
@@ -34,6 +35,10 @@ OBSERVER_GROUP = "structum_database.plugins"
 log = logging.getLogger("structum_lab.plugins.database")
 
 
+class _Watcher(Protocol):
+    def refresh(self) -> None: ...
+
+
 class PluginManager:
     """Registers backend and observer plugins and calls their hooks with types."""
 
@@ -42,8 +47,9 @@ class PluginManager:
         self._pm.add_hookspecs(DatabaseBackendSpec)
         self._pm.add_hookspecs(DatabaseEventSpec)
         self._backends: dict[str, object] = {}
-        self._observers: dict[str, tuple[Callable[..., object], ...]] = {}
-        self._observers_loaded = False
+        self._watchers: weakref.WeakSet[_Watcher] = weakref.WeakSet()
+        self._named: dict[tuple[str, str], object] = {}  # (entry point name, options repr) -> plugin
+        self._checked: dict[int, pluggy.PluginManager] = {}  # named plugins, validated, by id
         self._lock = threading.Lock()
 
     @property
@@ -75,29 +81,94 @@ class PluginManager:
                     distribution=distribution,
                 )
             self._backends[name] = plugin
-            self._observers.clear()
 
     def register(self, plugin: object, name: str | None = None) -> None:
-        """Register an observer plugin (implements event hooks)."""
+        """Register an observer plugin (implements event hooks) for every database."""
         with self._lock:
             self._pm.register(plugin, name=name)
-            self._observers.clear()
+        self._notify()
 
     def unregister(self, plugin: object) -> None:
         with self._lock:
             self._pm.unregister(plugin)
-            self._observers.clear()
+        self._notify()
 
-    def load_observer_entry_points(self) -> None:
-        """Load plugins of the ``structum_database.plugins`` group, once."""
-        if self._observers_loaded:
-            return
-        self._observers_loaded = True
-        for ep in entry_points(group=OBSERVER_GROUP):
+    def watch(self, watcher: _Watcher) -> None:
+        """Call ``watcher.refresh()`` whenever an observer plugin is registered or removed."""
+        with self._lock:
+            self._watchers.add(watcher)
+
+    def _notify(self) -> None:
+        with self._lock:
+            watchers = list(self._watchers)
+        for watcher in watchers:
+            watcher.refresh()
+
+    # -- observers ---------------------------------------------------------------------
+
+    def event_impls(self, hook: str) -> list[HookImpl]:
+        """The implementations of an event hook by plugins registered for every database,
+        in pluggy's calling order."""
+        return list(reversed(getattr(self._pm.hook, hook).get_hookimpls()))
+
+    def plugin_impls(self, plugin: object, hook: str) -> list[HookImpl]:
+        """The implementations of an event hook by one named observer plugin."""
+        checked = self._checked.get(id(plugin))
+        if checked is None:
+            return []
+        return list(reversed(getattr(checked.hook, hook).get_hookimpls()))
+
+    def observer_names(self) -> list[str]:
+        """The observers installed (entry points of the ``structum_database.plugins`` group)."""
+        return sorted({ep.name for ep in entry_points(group=OBSERVER_GROUP)})
+
+    def named_observer(self, name: str, options: Mapping[str, Any] | None = None) -> object:
+        """The observer plugin an ``observers`` entry names, made with its ``observer_options``.
+
+        The entry point is a class (called with the options as keywords) or a module or
+        object with the hook functions (which then takes no options). One plugin per name
+        and options, shared by the databases that name it.
+        """
+        options = dict(options or {})
+        key = (name, repr(sorted(options.items())))
+        with self._lock:
+            found = self._named.get(key)
+        if found is not None:
+            return found
+        matches = [ep for ep in entry_points(group=OBSERVER_GROUP) if ep.name == name]
+        if not matches:
+            installed = ", ".join(self.observer_names()) or "none"
+            raise ConfigurationError(
+                f"observers: no observer named {name!r} is installed (installed: {installed}). The first-party "
+                "ones are 'logging', 'prometheus' (extra [prometheus]) and 'opentelemetry' (extra [opentelemetry])"
+            )
+        try:
+            target = matches[0].load()
+        except ConfigurationError:
+            raise
+        except Exception as exc:
+            raise ConfigurationError(
+                f"observers: the observer {name!r} ({matches[0].value}) failed to load: {type(exc).__name__}: {exc}"
+            ) from exc
+        if isinstance(target, type):
             try:
-                self.register(ep.load(), name=f"observer:{ep.name}")
-            except Exception:
-                log.exception("observer plugin %r (%s) failed to load; continuing without it", ep.name, ep.value)
+                plugin = target(**options)
+            except TypeError as exc:
+                raise ConfigurationError(f"observer_options for {name!r}: {exc}") from None
+        elif options:
+            raise ConfigurationError(f"observer_options for {name!r}: this observer takes no options")
+        else:
+            plugin = target
+        checked = pluggy.PluginManager(PROJECT_NAME)
+        checked.add_hookspecs(DatabaseEventSpec)
+        try:
+            checked.register(plugin, name=f"observer:{name}")
+        except pluggy.PluginValidationError as exc:
+            raise ConfigurationError(f"observers: the observer {name!r} does not fit the event hooks: {exc}") from exc
+        with self._lock:
+            self._named.setdefault(key, plugin)
+            self._checked[id(plugin)] = checked
+            return self._named[key]
 
     # -- backend hooks -----------------------------------------------------------------
 
@@ -139,57 +210,6 @@ class PluginManager:
                 f"{type(result).__name__}, expected a database object with transaction()"
             )
         return result  # type: ignore[no-any-return]
-
-    # -- event hooks -------------------------------------------------------------------
-
-    def _observer_functions(self, hook: str) -> tuple[Callable[..., object], ...]:
-        found = self._observers.get(hook)
-        if found is None:
-            impls = getattr(self._pm.hook, hook).get_hookimpls()
-            found = tuple(_bind_observer(impl) for impl in reversed(impls))
-            self._observers[hook] = found
-        return found
-
-    def has_observers(self, hook: str) -> bool:
-        return bool(self._observer_functions(hook))
-
-    def _broadcast(self, hook: str, kwargs: Mapping[str, Any]) -> None:
-        for function in self._observer_functions(hook):
-            try:
-                function(kwargs)
-            except Exception:
-                log.exception("observer hook %s failed; the database call is not affected", hook)
-
-    def transaction_finished(
-        self,
-        database: DatabaseInterface | AsyncDatabaseInterface,
-        outcome: Literal["commit", "rollback"],
-        duration_s: float,
-        error: BaseException | None,
-    ) -> None:
-        self._broadcast(
-            "structum_database_transaction_finished",
-            {"database": database, "outcome": outcome, "duration_s": duration_s, "error": error},
-        )
-
-    def health_checked(self, database: DatabaseInterface | AsyncDatabaseInterface, result: HealthCheckResult) -> None:
-        self._broadcast("structum_database_health_checked", {"database": database, "result": result})
-
-    def pool_exhausted(
-        self, database: DatabaseInterface | AsyncDatabaseInterface, pool_info: PoolInfo, waited_s: float
-    ) -> None:
-        self._broadcast(
-            "structum_database_pool_exhausted", {"database": database, "pool_info": pool_info, "waited_s": waited_s}
-        )
-
-
-def _bind_observer(impl: HookImpl) -> Callable[[Mapping[str, Any]], object]:
-    function, argnames = impl.function, impl.argnames
-
-    def call(kwargs: Mapping[str, Any]) -> object:
-        return function(*(kwargs[a] for a in argnames))
-
-    return call
 
 
 _manager: PluginManager | None = None

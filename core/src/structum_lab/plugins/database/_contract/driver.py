@@ -19,7 +19,7 @@ names (``Driver``...) have sync twins without the prefix (``Driver``...).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from .errors import ConfigurationError, DatabaseError, NotSupportedError
@@ -243,6 +243,16 @@ class Driver(Protocol[RawT]):
         return the rows affected, -1 if unknown."""
         ...
 
+    def execute_batch(
+        self, raw: RawT, begin: str | None, statements: Sequence[tuple[str, Bound]], end: str | None
+    ) -> Sequence[Rows]:
+        """``features.pipelining``: send ``begin`` (when given), the statements and ``end``
+        (``COMMIT``, when given) in one round trip where the driver can, and return each
+        statement's rows, readable after the call (buffered). If statement ``i`` fails,
+        ``raise BatchFailed(i) from error``: the server has run none of the later ones (nor
+        ``end``), and the transaction is open and aborted."""
+        ...
+
     def stream(self, raw: RawT, sql: str, params: Bound, batch_size: int) -> Rows:
         """Run a query whose rows are read ``batch_size`` at a time from a server-side cursor (or
         the driver's streaming mode), never all at once (``features.server_side_cursors``);
@@ -291,6 +301,9 @@ class DriverBase(Generic[RawT]):
     limits: PoolLimits
     errors: tuple[type[BaseException], ...]
     translator: Translator
+    #: Set by the engine: call it with ``("created", seconds)`` when the pool opened a
+    #: connection and ``("closed", 0.0)`` when it closed one (any thread), for the observers.
+    on_connection: Callable[[Any, float], None] | None = None
     error_classes: Mapping[type[DatabaseError], type[DatabaseError]] = {}
     loggers: Sequence[str | logging.Logger] = ()
 
@@ -352,6 +365,11 @@ class DriverBase(Generic[RawT]):
 
     def execute(self, raw: RawT, sql: str, params: Bound) -> Rows:
         raise NotImplementedError
+
+    def execute_batch(
+        self, raw: RawT, begin: str | None, statements: Sequence[tuple[str, Bound]], end: str | None
+    ) -> Sequence[Rows]:
+        raise NotSupportedError(f"{type(self).__name__} does not pipeline (features.pipelining is False)")
 
     def savepoint(self, raw: RawT, name: str) -> None:
         self.command(raw, f"SAVEPOINT {name}")

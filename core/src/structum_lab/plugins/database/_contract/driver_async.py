@@ -16,7 +16,7 @@ names (``AsyncDriver``...) have sync twins without the prefix (``Driver``...).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from .errors import ConfigurationError, DatabaseError, NotSupportedError
@@ -240,6 +240,16 @@ class AsyncDriver(Protocol[RawT]):
         return the rows affected, -1 if unknown."""
         ...
 
+    async def execute_batch(
+        self, raw: RawT, begin: str | None, statements: Sequence[tuple[str, Bound]], end: str | None
+    ) -> Sequence[AsyncRows]:
+        """``features.pipelining``: send ``begin`` (when given), the statements and ``end``
+        (``COMMIT``, when given) in one round trip where the driver can, and return each
+        statement's rows, readable after the call (buffered). If statement ``i`` fails,
+        ``raise BatchFailed(i) from error``: the server has run none of the later ones (nor
+        ``end``), and the transaction is open and aborted."""
+        ...
+
     async def stream(self, raw: RawT, sql: str, params: Bound, batch_size: int) -> AsyncRows:
         """Run a query whose rows are read ``batch_size`` at a time from a server-side cursor (or
         the driver's streaming mode), never all at once (``features.server_side_cursors``);
@@ -288,6 +298,9 @@ class AsyncDriverBase(Generic[RawT]):
     limits: PoolLimits
     errors: tuple[type[BaseException], ...]
     translator: Translator
+    #: Set by the engine: call it with ``("created", seconds)`` when the pool opened a
+    #: connection and ``("closed", 0.0)`` when it closed one (any thread), for the observers.
+    on_connection: Callable[[Any, float], None] | None = None
     error_classes: Mapping[type[DatabaseError], type[DatabaseError]] = {}
     loggers: Sequence[str | logging.Logger] = ()
 
@@ -349,6 +362,11 @@ class AsyncDriverBase(Generic[RawT]):
 
     async def execute(self, raw: RawT, sql: str, params: Bound) -> AsyncRows:
         raise NotImplementedError
+
+    async def execute_batch(
+        self, raw: RawT, begin: str | None, statements: Sequence[tuple[str, Bound]], end: str | None
+    ) -> Sequence[AsyncRows]:
+        raise NotSupportedError(f"{type(self).__name__} does not pipeline (features.pipelining is False)")
 
     async def savepoint(self, raw: RawT, name: str) -> None:
         await self.command(raw, f"SAVEPOINT {name}")

@@ -12,7 +12,7 @@ from typing import Final, get_args
 
 from .protocols import IsolationLevel
 
-__all__ = ["ALL_ISOLATION_LEVELS", "Features", "NoRows", "PoolExhausted", "PoolLimits"]
+__all__ = ["ALL_ISOLATION_LEVELS", "BatchFailed", "Features", "NoRows", "PoolExhausted", "PoolLimits"]
 
 ALL_ISOLATION_LEVELS: Final[frozenset[IsolationLevel]] = frozenset(get_args(IsolationLevel))
 
@@ -29,7 +29,9 @@ class Features:
     copy: bool = False
     #: Results can be streamed from a server-side cursor.
     server_side_cursors: bool = False
-    #: Statements can be pipelined (several sent before the first answer is read).
+    #: ``transaction(pipeline=True)`` sends its statements together (``execute_batch``):
+    #: queued until a result is read or the block ends. Without it such a block runs
+    #: statement by statement, with the same results.
     pipelining: bool = False
     #: ``LISTEN`` / ``NOTIFY``.
     listen_notify: bool = False
@@ -54,6 +56,9 @@ class Features:
     #: BEGIN travels with the first statement of a transaction (``execute_begun``) instead
     #: of costing a round trip of its own, and a transaction that runs nothing costs none.
     deferred_begin: bool = False
+    #: The driver's pool hands a returned connection to the longest waiter (psycopg_pool);
+    #: without it the engine queues checkouts first come, first served itself.
+    fair_checkout: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,3 +91,16 @@ class NoRows(Exception):
 
     The engine raises ``ProgrammingError`` saying to use ``rowcount`` instead.
     """
+
+
+class BatchFailed(Exception):
+    """Raised by a driver's ``execute_batch()`` (``raise BatchFailed(i) from error``) when
+    statement ``i`` of the batch failed; the server skipped the statements after it.
+
+    ``index`` is None when the driver cannot tell which statement it was. The engine
+    translates the driver error (``__cause__``) and names the statement in the message.
+    """
+
+    def __init__(self, index: int | None) -> None:
+        super().__init__(index)
+        self.index = index

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pluggy
 
 if TYPE_CHECKING:
+    from .events import ConnectionEvent, StatementEvent, TransactionEvent
     from .health import HealthCheckResult
     from .options import Option
     from .protocols import AsyncDatabaseInterface, DatabaseInterface, PoolInfo
@@ -82,7 +83,44 @@ class DatabaseBackendSpec:
 
 
 class DatabaseEventSpec:
-    """Hooks any plugin may implement to observe databases. Broadcast to all."""
+    """Hooks any plugin may implement to observe databases.
+
+    A plugin registered with ``get_plugin_manager().register(obj)`` observes every
+    database; one named in a database's ``observers`` option (an entry point of the
+    ``structum_database.plugins`` group) observes that database. The engine emits each
+    event once, for every backend; an observer that raises is logged once and disabled,
+    and the database call goes on. Keep them fast: they run on the caller's thread.
+    """
+
+    @hookspec
+    def structum_database_statement_executed(
+        self, database: DatabaseInterface | AsyncDatabaseInterface, event: StatementEvent
+    ) -> None:
+        """A statement ran or failed (transaction control statements included)."""
+
+    @hookspec
+    def structum_database_transaction_event(
+        self, database: DatabaseInterface | AsyncDatabaseInterface, event: TransactionEvent
+    ) -> None:
+        """A transaction or savepoint began, committed or rolled back."""
+
+    @hookspec
+    def structum_database_connection_checked_out(
+        self, database: DatabaseInterface | AsyncDatabaseInterface, wait_s: float
+    ) -> None:
+        """A caller got a connection from the pool after waiting ``wait_s`` seconds."""
+
+    @hookspec
+    def structum_database_connection_returned(
+        self, database: DatabaseInterface | AsyncDatabaseInterface, use_s: float
+    ) -> None:
+        """A connection went back to the pool after ``use_s`` seconds in use."""
+
+    @hookspec
+    def structum_database_connection_event(
+        self, database: DatabaseInterface | AsyncDatabaseInterface, event: ConnectionEvent
+    ) -> None:
+        """The pool opened or closed a connection, or one was found dead."""
 
     @hookspec
     def structum_database_transaction_finished(

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal, TypedDict
 
 from .errors import ConfigurationError
+from .url import DatabaseURL
 
-__all__ = ["COMMON_OPTIONS", "Option", "validate_options"]
+__all__ = ["COMMON_OPTIONS", "REPLICA_OPTIONS", "Option", "ReplicaOptions", "validate_options"]
 
 _TRUE: Final = frozenset({"1", "true", "yes", "on", "y", "t"})
 _FALSE: Final = frozenset({"0", "false", "no", "off", "n", "f"})
@@ -89,8 +90,108 @@ COMMON_OPTIONS: Final[Mapping[str, Option]] = dict(
             "Refuse parameter mappings with names the SQL does not use (by default they are ignored)",
             nullable=False,
         ),
+        _opt(
+            "observers",
+            "list",
+            None,
+            "Observers of this database: logging, prometheus, opentelemetry, or any installed "
+            "structum_database.plugins entry point (docs/observability.md)",
+        ),
+        _opt("observer_options", "dict", None, "Settings per observer, e.g. { logging = { slow_ms = 200 } }"),
+        # -- scale-out (docs/scale-out.md) --
+        _opt("replicas", "list", None, "Read replicas: URLs, config namespaces or tables of options"),
+        _opt(
+            "replica_strategy",
+            "str",
+            "round_robin",
+            "How readonly transactions pick a replica: round_robin or latency",
+            choices=("round_robin", "latency"),
+            nullable=False,
+        ),
+        _opt(
+            "replica_max_lag",
+            "float",
+            30.0,
+            "A replica further behind than this many seconds leaves the rotation (none: no limit)",
+            minimum=0,
+        ),
+        _opt(
+            "replica_fallback",
+            "str",
+            "primary",
+            "With no replica in rotation, reads go to the primary or raise ConnectionFailedError",
+            choices=("primary", "error"),
+            nullable=False,
+        ),
+        _opt(
+            "replica_check_interval",
+            "float",
+            1.0,
+            "Seconds between checks of each member's health, lag and role",
+            minimum=0.05,
+            nullable=False,
+        ),
+        _opt(
+            "read_your_writes",
+            "str",
+            "lsn",
+            "After a commit, reads of the same thread or task see it: off, lsn (replayed on the replica), "
+            "or window (the primary serves reads for read_your_writes_window seconds)",
+            choices=("off", "lsn", "window"),
+            nullable=False,
+        ),
+        _opt(
+            "read_your_writes_window",
+            "float",
+            2.0,
+            "read_your_writes = window: seconds after a commit during which reads go to the primary",
+            minimum=0,
+            nullable=False,
+        ),
+        _opt(
+            "read_your_writes_wait",
+            "float",
+            0.0,
+            "Seconds a read may wait for a replica to replay the commit it must see before the primary serves it",
+            minimum=0,
+            nullable=False,
+        ),
+        _opt(
+            "pgbouncer",
+            "bool",
+            False,
+            "Connections go through PgBouncer in transaction mode: no prepared statements, session state refused",
+            nullable=False,
+        ),
     ]
 )
+
+#: The options the replica router consumes; a database without replicas ignores them.
+REPLICA_OPTIONS: Final = frozenset(
+    {
+        "replicas",
+        "replica_strategy",
+        "replica_max_lag",
+        "replica_fallback",
+        "replica_check_interval",
+        "read_your_writes",
+        "read_your_writes_window",
+        "read_your_writes_wait",
+    }
+)
+
+
+class ReplicaOptions(TypedDict, total=False):
+    """The scale-out keywords every database class accepts (``**replication`` in its signature)."""
+
+    replicas: Sequence[str | DatabaseURL | Mapping[str, Any]] | None
+    replica_strategy: Literal["round_robin", "latency"]
+    replica_max_lag: float | None
+    replica_fallback: Literal["primary", "error"]
+    replica_check_interval: float
+    read_your_writes: Literal["off", "lsn", "window"]
+    read_your_writes_window: float
+    read_your_writes_wait: float
 
 
 def _cast(option: Option, value: Any, raw: str | None) -> Any:
@@ -103,10 +204,15 @@ def _cast(option: Option, value: Any, raw: str | None) -> Any:
         return value
     if kind == "str":
         if raw is not None:
-            return raw
-        if isinstance(value, str):
+            value = raw
+        if not isinstance(value, str):
+            raise ValueError("must be a string")
+        if option.choices is None:
             return value
-        raise ValueError("must be a string")
+        chosen = value.strip().lower()
+        if chosen in option.choices:
+            return chosen
+        raise ValueError(f"must be one of {', '.join(repr(c) for c in option.choices)}")
     if kind == "bool":
         if isinstance(value, bool):
             return value
@@ -143,6 +249,8 @@ def _cast(option: Option, value: Any, raw: str | None) -> Any:
     elif kind == "list":
         if isinstance(value, list | tuple):
             return list(value)
+        if isinstance(value, str):  # an environment variable: "a, b"
+            return [part.strip() for part in value.split(",") if part.strip()]
         raise ValueError("must be a list")
     else:  # pragma: no cover - a backend declared an unknown kind
         raise ValueError(f"has unknown kind {kind!r}")

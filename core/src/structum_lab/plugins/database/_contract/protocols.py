@@ -23,6 +23,7 @@ __all__ = [
     "Connection",
     "DatabaseInterface",
     "IsolationLevel",
+    "MemberInfo",
     "Params",
     "PoolInfo",
     "Result",
@@ -51,6 +52,8 @@ class PoolInfo(TypedDict, total=False):
     - ``checkouts``, ``timeouts``, ``connections_lost``: counters since start.
     - ``max_wait_ms``: the longest checkout wait seen (starvation shows here).
     - ``listener_reconnects``: times a ``db.listen()`` connection was lost and reopened.
+    - ``members``, ``failovers``, ``last_failover``: a database with replicas only
+      (docs/scale-out.md); the other keys are then the primary's.
     """
 
     checked_out: int
@@ -66,6 +69,32 @@ class PoolInfo(TypedDict, total=False):
     connections_lost: int
     max_wait_ms: float
     listener_reconnects: int
+    members: list[MemberInfo]
+    failovers: int
+    last_failover: str
+
+
+class MemberInfo(TypedDict, total=False):
+    """One member of a database with replicas, as ``get_pool_info()["members"]`` reports it.
+
+    - ``role``: ``primary`` or ``replica``; ``state``: ``up``, ``down``, ``lagging``,
+      ``unresponsive`` (a check is overdue), ``promoted`` (a replica that left recovery)
+      or ``unknown`` (not checked yet); ``in_rotation``: whether reads may go there.
+    - ``lag_s``: how far a replica is behind, in seconds (0 when it has replayed all the
+      primary had written); ``replay_lsn``: the last WAL position it replayed.
+    - ``latency_ms``: the smoothed time of its checks; ``error``: why it is down.
+    """
+
+    name: str
+    role: Literal["primary", "replica"]
+    url: str
+    state: str
+    in_rotation: bool
+    lag_s: float | None
+    replay_lsn: str | None
+    latency_ms: float | None
+    error: str | None
+    pool: PoolInfo
 
 
 class Result(Protocol):
@@ -127,6 +156,10 @@ class Connection(Protocol):
         """A savepoint: rolled back alone if its block raises."""
         ...
 
+    def flush(self) -> None:
+        """Send what a ``transaction(pipeline=True)`` block has queued."""
+        ...
+
     def commit(self) -> None: ...
     def rollback(self) -> None: ...
     def close(self) -> None: ...
@@ -145,7 +178,7 @@ class DatabaseInterface(Protocol):
         ...
 
     def transaction(
-        self, *, isolation: IsolationLevel | None = None, readonly: bool = False
+        self, *, isolation: IsolationLevel | None = None, readonly: bool = False, pipeline: bool = False
     ) -> AbstractContextManager[Connection]: ...
     def get_connection(self, *, readonly: bool = False) -> Connection: ...
     def execute(self, sql: str, params: Params = None) -> Result:
@@ -195,6 +228,7 @@ class AsyncConnection(Protocol):
     async def fetchmany(self, size: int | None = None) -> list[Row]: ...
     async def fetchall(self) -> list[Row]: ...
     def transaction(self) -> AbstractAsyncContextManager[AsyncConnection]: ...
+    async def flush(self) -> None: ...
     async def commit(self) -> None: ...
     async def rollback(self) -> None: ...
     async def close(self) -> None: ...
@@ -210,7 +244,7 @@ class AsyncDatabaseInterface(Protocol):
     @property
     def url(self) -> str: ...
     def transaction(
-        self, *, isolation: IsolationLevel | None = None, readonly: bool = False
+        self, *, isolation: IsolationLevel | None = None, readonly: bool = False, pipeline: bool = False
     ) -> AbstractAsyncContextManager[AsyncConnection]: ...
     async def get_connection(self, *, readonly: bool = False) -> AsyncConnection: ...
     async def execute(self, sql: str, params: Params = None) -> AsyncResult: ...

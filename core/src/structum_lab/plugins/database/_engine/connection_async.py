@@ -1,8 +1,8 @@
-"""Connections, savepoints and transaction blocks: the rules of docs/transactions.md, once.
+"""The connection a transaction runs on: statements, results, streams, COPY, commit and
+rollback, by the rules of docs/transactions.md, once for every backend.
 
-* ``db.transaction()`` checks out a connection, begins, and commits when its block ends
-  (rolls back on any exception, cancellation included); called inside an open
-  transaction of the same thread or task it becomes a SAVEPOINT of that one.
+* The transaction's BEGIN goes with its first statement where the driver can
+  (``features.deferred_begin``); a pipelined block queues its statements (``pipeline_async``).
 * A connection whose block ended (or that was closed) refuses to run anything.
 * A connection dropped without ``close()`` is handed to the reaper, never rolled back
   inside the finalizer.
@@ -15,21 +15,25 @@ from __future__ import annotations
 import time
 from asyncio import AbstractEventLoop, get_running_loop, shield
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
-from typing import Any, ClassVar, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from .._contract.driver_async import AsyncRows, RawT
 from .._contract.errors import NotSupportedError, ParameterError, ProgrammingError, TransactionError
-from .._contract.protocols import IsolationLevel, Params
+from .._contract.protocols import Params
 from .._contract.rows import Row
 from . import leaks
 from .core_async import AsyncEngine
 from .deadline import executemany_batches
 from .flavour import ASYNC
 from .logs import SQL_LOG, log
-from .messages import CONNECTION_ENDED, NESTED_OPTIONS, NOTHING_EXECUTED
+from .messages import CONNECTION_ENDED, NOT_BEGUN, NOTHING_EXECUTED
 from .result_async import AsyncEngineResult
+from .savepoint_async import AsyncSavepoint
 
-__all__ = ["AsyncEngineConnection", "AsyncSavepoint", "AsyncTransactionBlock", "ConnT"]
+if TYPE_CHECKING:
+    from .pipeline_async import AsyncPipeline
+
+__all__ = ["AsyncEngineConnection", "ConnT"]
 
 _epoch = leaks.epoch
 
@@ -41,7 +45,9 @@ class AsyncEngineConnection(Generic[RawT]):
     caller its own).
     """
 
-    __slots__ = ("_depth", "_engine", "_epoch", "_last", "_loop", "_pending", "_raw", "_streams")
+    __slots__ = (
+        "_copying", "_depth", "_engine", "_epoch", "_last", "_loop", "_pending", "_pipeline", "_raw", "_streams",
+    )  # fmt: skip
 
     #: The result class ``execute()`` returns (a backend may add escape hatches to it).
     result_class: ClassVar[type[AsyncEngineResult]] = AsyncEngineResult
@@ -51,10 +57,13 @@ class AsyncEngineConnection(Generic[RawT]):
         self._raw: RawT | None = raw
         #: The BEGIN that goes out with the first statement (``features.deferred_begin``).
         self._pending = pending
+        #: The statement queue of a ``transaction(pipeline=True)`` block.
+        self._pipeline: AsyncPipeline | None = None
         self._last: AsyncEngineResult | None = None
         self._depth = 0
         self._epoch = _epoch()
         self._streams: list[tuple[AsyncRows, int]] | None = None  # open streams and their savepoint depth
+        self._copying: AsyncIterator[tuple[Any, ...]] | None = None  # a copy_out() in progress
         self._loop: AbstractEventLoop | None
         if ASYNC:  # ASYNC
             self._loop = get_running_loop()  # where the connection must be returned if it leaks
@@ -83,6 +92,10 @@ class AsyncEngineConnection(Generic[RawT]):
         """Send the transaction's BEGIN now if no statement has yet (it normally travels with
         the first statement). Needed only before using the driver's own connection object."""
         raw = self._live()
+        if self._copying is not None:
+            await self._settle()
+        if self._pipeline is not None:
+            await self._pipeline.flush()
         pending = self._pending
         if pending is not None:
             engine = self._engine
@@ -93,16 +106,19 @@ class AsyncEngineConnection(Generic[RawT]):
             self._pending = None
 
     def _sync_started(self) -> None:
-        """For the driver-connection escape hatches: on asyncio a property cannot send BEGIN."""
-        if self._pending is not None:
+        """For the driver-connection escape hatches: on asyncio a property cannot send BEGIN
+        (nor the statements a pipelined block has queued)."""
+        if self._pending is not None or (self._pipeline is not None and self._pipeline.queue):
             if ASYNC:  # ASYNC
-                raise TransactionError(
-                    "this transaction has not begun yet (BEGIN goes with its first statement): run a statement "
-                    "or 'await conn.start()' before using the driver's connection",
-                    backend=self._engine.backend,
-                )
+                raise TransactionError(NOT_BEGUN, backend=self._engine.backend)
             else:
                 self.start()  # type: ignore[unused-coroutine]
+
+    async def flush(self) -> None:
+        """Send the statements a ``transaction(pipeline=True)`` block has queued (one round
+        trip), so that their errors surface here; elsewhere it does nothing."""
+        if self._pipeline is not None:
+            await self._pipeline.flush()
 
     # -- statements ----------------------------------------------------------------------
 
@@ -112,9 +128,18 @@ class AsyncEngineConnection(Generic[RawT]):
         raw = self._raw
         if raw is None:
             raise TransactionError(CONNECTION_ENDED, backend=self._engine.backend)
+        if self._copying is not None:
+            await self._settle()
         engine = self._engine
         query, bound = engine.translator(sql, params)
+        if self._pipeline is not None:
+            if engine.echo:
+                SQL_LOG.info("%s %r", query, bound)
+            self._last = queued = self.result_class(self._pipeline.add(sql, params, query, bound), engine)
+            return queued
         pending = self._pending
+        timed = engine.observers.statement
+        started = time.perf_counter() if timed else 0.0
         try:
             if pending is None:
                 rows = await engine.driver.execute(raw, query, bound)
@@ -124,7 +149,12 @@ class AsyncEngineConnection(Generic[RawT]):
         except engine.errors as exc:
             if pending is not None and not engine.driver.begun(raw):
                 self._pending = pending  # nothing reached the server: BEGIN still to come
-            raise engine.translate(exc, raw, sql=sql, params=params) from exc
+            error = engine.translate(exc, raw, sql=sql, params=params)
+            if timed:
+                engine.observers.emit_statement(sql, time.perf_counter() - started, error=error, params=params)
+            raise error from exc
+        if timed:
+            engine.observers.emit_statement(sql, time.perf_counter() - started, rowcount=rows.rowcount, params=params)
         if engine.echo:
             SQL_LOG.info("%s %r", query, bound)
         self._last = result = self.result_class(rows, engine)
@@ -133,20 +163,33 @@ class AsyncEngineConnection(Generic[RawT]):
     async def executemany(self, sql: str, params_seq: Iterable[Params]) -> int:
         """One statement for each parameter set, in batches; returns the rows affected (-1 if unknown)."""
         raw = self._live()
+        if self._copying is not None:
+            await self._settle()
         engine = self._engine
         statement = engine.translator.prepare(sql)
         batch = statement.bind_many(params_seq)
         if not batch:
             return 0
-        if self._pending is not None:
+        if self._pending is not None or self._pipeline is not None:
             await self.start()
         total = 0
+        timed = engine.observers.statement
+        started = time.perf_counter() if timed else 0.0
         try:
             for chunk in executemany_batches(batch):  # each a round trip under statement_deadline
                 count = await engine.driver.executemany(raw, statement.sql, chunk)
                 total = total + count if total >= 0 and count >= 0 else -1
         except engine.errors as exc:
-            raise engine.translate(exc, raw, sql=sql) from exc
+            error = engine.translate(exc, raw, sql=sql)
+            if timed:
+                engine.observers.emit_statement(
+                    sql, time.perf_counter() - started, error=error, batch=len(batch), kind="executemany"
+                )
+            raise error from exc
+        if timed:
+            engine.observers.emit_statement(
+                sql, time.perf_counter() - started, rowcount=total, batch=len(batch), kind="executemany"
+            )
         return total
 
     async def stream(self, sql: str, params: Params = None, *, batch_size: int = 1000) -> AsyncIterator[Row]:
@@ -157,16 +200,27 @@ class AsyncEngineConnection(Generic[RawT]):
         and the end of the transaction close the cursor.
         """
         raw = self._live()
+        if self._copying is not None:
+            await self._settle()
         engine = self._engine
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ParameterError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
         query, bound = engine.translator(sql, params)
-        if self._pending is not None:
+        if self._pending is not None or self._pipeline is not None:
             await self.start()
+        timed = engine.observers.statement
+        started = time.perf_counter() if timed else 0.0
         try:
             rows = await engine.driver.stream(raw, query, bound, batch_size)
         except engine.errors as exc:
-            raise engine.translate(exc, raw, sql=sql, params=params) from exc
+            error = engine.translate(exc, raw, sql=sql, params=params)
+            if timed:
+                engine.observers.emit_statement(
+                    sql, time.perf_counter() - started, error=error, params=params, kind="stream"
+                )
+            raise error from exc
+        if timed:  # the time to open the cursor and read the first batch's header, not the whole stream
+            engine.observers.emit_statement(sql, time.perf_counter() - started, params=params, kind="stream")
         entry = (rows, self._depth)
         if self._streams is None:
             self._streams = []
@@ -193,33 +247,65 @@ class AsyncEngineConnection(Generic[RawT]):
         row). PostgreSQL only (``db.features.copy``); elsewhere ``NotSupportedError``.
         """
         raw = self._live()
+        if self._copying is not None:
+            await self._settle()
         engine = self._engine
-        if self._pending is not None:
+        if self._pending is not None or self._pipeline is not None:
             await self.start()
+        timed = engine.observers.statement
+        started = time.perf_counter() if timed else 0.0
+        label = f"COPY {table} FROM STDIN"
         try:
-            return await engine.driver.copy_in(raw, table, columns, rows)
+            count = await engine.driver.copy_in(raw, table, columns, rows)
         except engine.errors as exc:
-            raise engine.translate(exc, raw) from exc
+            error = engine.translate(exc, raw)
+            if timed:
+                engine.observers.emit_statement(label, time.perf_counter() - started, error=error, kind="copy")
+            raise error from exc
+        if timed:
+            engine.observers.emit_statement(label, time.perf_counter() - started, rowcount=count, kind="copy")
+        return count
 
-    async def copy_out(self, sql: str, params: Params = None) -> AsyncIterator[tuple[Any, ...]]:
+    def copy_out(self, sql: str, params: Params = None) -> AsyncIterator[tuple[Any, ...]]:
         """The rows of a query through ``COPY (query) TO STDOUT``, as tuples, streamed: the
         fastest way to read many rows (PostgreSQL only; elsewhere ``NotSupportedError``).
 
-        It runs in a savepoint, so breaking out of the loop (which cancels the COPY) leaves
-        the transaction usable.
+        It runs in a savepoint, so leaving the loop early (which cancels the COPY) leaves the
+        transaction usable. (On asyncio a generator left early is closed later, by the event
+        loop: the connection's next statement ends the COPY first if it has not ended yet.)
         """
+        self._live()
+        holder: list[AsyncIterator[tuple[Any, ...]]] = []
+        records = self._copy_out(sql, params, holder)
+        holder.append(records)
+        return records
+
+    async def _copy_out(
+        self, sql: str, params: Params, holder: list[AsyncIterator[tuple[Any, ...]]]
+    ) -> AsyncIterator[tuple[Any, ...]]:
+        if self._copying is not None:
+            await self._settle()
         raw = self._live()
         engine = self._engine
         query, bound = engine.translator(sql, params)
         async with self.transaction():
             records = engine.driver.copy_out(raw, query, bound)
+            self._copying = holder[0]
             try:
                 async for record in records:
                     yield record
             except engine.errors as exc:
                 raise engine.translate(exc, raw) from exc
             finally:
+                self._copying = None
                 await records.aclose()  # type: ignore[attr-defined]
+
+    async def _settle(self) -> None:
+        """End a COPY whose loop was left (asyncio closes such a generator later, by the
+        event loop) before the connection runs anything else."""
+        copying, self._copying = self._copying, None
+        if copying is not None:
+            await copying.aclose()  # type: ignore[attr-defined]
 
     async def notify(self, channel: str, payload: str = "") -> None:
         """Send ``NOTIFY channel, payload``; it is delivered when the transaction commits."""
@@ -266,8 +352,12 @@ class AsyncEngineConnection(Generic[RawT]):
     async def commit(self) -> None:
         """Commit the work so far; the next statement starts a new transaction."""
         raw = self._live()
+        if self._copying is not None:
+            await self._settle()
         if self._streams:
             await self._close_streams()
+        if self._pipeline is not None:
+            await self._pipeline.flush()
         engine = self._engine
         if self._pending is None:  # else nothing ran: nothing to commit
             await engine.commit(raw)
@@ -276,8 +366,12 @@ class AsyncEngineConnection(Generic[RawT]):
     async def rollback(self) -> None:
         """Roll back the work so far; the next statement starts a new transaction."""
         raw = self._live()
+        if self._copying is not None:
+            await self._settle()
         if self._streams:
             await self._close_streams()
+        if self._pipeline is not None:
+            self._pipeline.discard()
         if self._pending is None:
             await self._engine.rollback(raw)
         await self._next_transaction(raw)
@@ -294,8 +388,12 @@ class AsyncEngineConnection(Generic[RawT]):
         raw = self._raw
         if raw is None:
             return
+        if self._copying is not None:
+            await shield(self._settle())
         if self._streams:
             await shield(self._close_streams())
+        if self._pipeline is not None:
+            self._pipeline.discard()
         self._raw = None
         self._last = None
         # Shielded: a second cancellation arriving during the return would lose the connection.
@@ -313,124 +411,3 @@ class AsyncEngineConnection(Generic[RawT]):
 
 
 ConnT = TypeVar("ConnT", bound=AsyncEngineConnection[Any])
-
-
-class AsyncSavepoint(Generic[RawT]):
-    """``async with conn.transaction():`` - a SAVEPOINT released on success, rolled back to on error."""
-
-    __slots__ = ("_conn", "_name")
-
-    def __init__(self, conn: AsyncEngineConnection[RawT]) -> None:
-        self._conn = conn
-        self._name = ""
-
-    async def __aenter__(self) -> AsyncEngineConnection[RawT]:
-        conn = self._conn
-        raw = conn._live()
-        engine = conn._engine
-        if conn._pending is not None:
-            await conn.start()
-        conn._depth += 1
-        self._name = name = f"structum_sp_{conn._depth}"
-        try:
-            await engine.driver.savepoint(raw, name)
-        except BaseException as exc:
-            conn._depth -= 1
-            if isinstance(exc, engine.errors):
-                raise engine.translate(exc, raw) from exc
-            raise
-        return conn
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        conn = self._conn
-        conn._depth -= 1
-        raw = conn._raw
-        if raw is None:  # closed inside the block: everything was rolled back
-            return
-        engine = conn._engine
-        if exc_type is None:
-            try:
-                await engine.driver.release_savepoint(raw, self._name)
-            except engine.errors as error:
-                raise engine.translate(error, raw) from error
-            return
-        try:
-            if conn._streams:
-                await conn._close_streams(conn._depth + 1)  # their cursors go with the savepoint
-            await engine.driver.rollback_to_savepoint(raw, self._name)
-        except Exception:
-            # The caller's exception is the one that explains what happened.
-            log.debug("rollback to savepoint failed after %s", exc_type.__name__, exc_info=True)
-
-
-class AsyncTransactionBlock(Generic[ConnT]):
-    """``async with db.transaction() as conn:`` (class-based: cheaper than ``@asynccontextmanager``)."""
-
-    __slots__ = ("_conn", "_engine", "_factory", "_isolation", "_nested", "_readonly", "_started", "_token")
-
-    def __init__(
-        self, engine: AsyncEngine[Any], factory: type[ConnT], isolation: IsolationLevel | None, readonly: bool
-    ) -> None:
-        self._engine = engine
-        self._factory = factory
-        self._isolation = isolation
-        self._readonly = readonly
-        self._nested: AsyncSavepoint[Any] | None = None
-        self._started = 0.0
-
-    async def __aenter__(self) -> ConnT:
-        engine = self._engine
-        current = engine.scope.current()
-        if current is not None:
-            if self._isolation is not None or self._readonly:
-                raise TransactionError(NESTED_OPTIONS, backend=engine.backend)
-            self._nested = nested = AsyncSavepoint(current)
-            return cast("ConnT", await nested.__aenter__())
-        if engine.observed():
-            self._started = time.perf_counter()
-        raw = await engine.checkout()
-        if engine.features.deferred_begin:  # BEGIN goes out with the first statement
-            pending = engine.driver.begin_sql(self._isolation or engine.isolation, self._readonly)
-            self._conn = conn = self._factory(engine, raw, pending)
-        else:
-            await engine.begin(raw, self._isolation, self._readonly)  # gives the connection back if it fails
-            self._conn = conn = self._factory(engine, raw)
-        self._token = engine.scope.enter(conn)
-        return conn
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        if self._nested is not None:
-            await self._nested.__aexit__(exc_type, exc, tb)
-            return
-        engine = self._engine
-        conn = self._conn
-        engine.scope.leave(self._token)
-        raw = conn._raw
-        error: BaseException | None = exc
-        if raw is None:  # closed inside the block: its work was rolled back
-            if self._started:
-                engine.transaction_finished("rollback", self._started, error)
-            return
-        if conn._streams:
-            await shield(conn._close_streams())
-        begun = conn._pending is None
-        conn._raw = None
-        conn._last = None
-        reset = (self._isolation is not None or self._readonly) and not engine.features.deferred_begin
-        try:
-            if not begun:  # no statement ran: there is no transaction to end
-                await engine.release(raw)
-            elif exc_type is None:
-                try:
-                    await engine.commit(raw)
-                except BaseException as commit_error:
-                    error = commit_error
-                    await shield(engine.finish(raw, rollback=True, reset=reset))
-                    raise
-                await engine.finish(raw, rollback=False, reset=reset)
-            else:
-                # Cancellation lands here most often: finish the clean-up even if cancelled again.
-                await shield(engine.finish(raw, rollback=True, reset=reset))
-        finally:
-            if self._started:
-                engine.transaction_finished("commit" if error is None else "rollback", self._started, error)

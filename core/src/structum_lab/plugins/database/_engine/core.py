@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import time
 from asyncio import AbstractEventLoop
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Generic, Literal, TypeVar, cast
 
 from .._config.manager import get_plugin_manager
 from .._contract.driver import Driver, RawT
 from .._contract.errors import ConnectionLostError, DatabaseError, PoolTimeoutError, TransactionError
+from .._contract.events import ConnectionEvent, TransactionEvent
 from .._contract.features import NoRows, PoolExhausted
 from .._contract.health import HealthCheckResult
 from .._contract.protocols import DatabaseInterface, IsolationLevel, PoolInfo
@@ -28,9 +30,11 @@ from . import leaks
 from .deadline import round_trip_cap
 from .errors import translate_error
 from .fork import FORK, adopt
+from .gate import FairGate
 from .health import run_health_check
 from .logs import enable_echo, log
 from .messages import ABORTED_TRANSACTION
+from .observe import Observers
 from .pool_stats import PoolStats, pool_exhausted_message
 from .scope import TransactionScope
 from .secrets import Secrets, protect_logs
@@ -42,14 +46,13 @@ __all__ = ["Engine"]
 
 E = TypeVar("E", bound=DatabaseError)
 
-_TX_HOOK = "structum_database_transaction_finished"
-
 
 class Engine(Generic[RawT]):
     """The shared state and the verbs-with-rules of one database."""
 
     __slots__ = (
         "_fork_epoch",
+        "_lent_at",
         "backend",
         "closed",
         "database",
@@ -57,12 +60,13 @@ class Engine(Generic[RawT]):
         "echo",
         "errors",
         "features",
+        "gate",
         "health_check_timeout",
         "health_degraded_ms",
         "isolation",
         "name",
+        "observers",
         "opened",
-        "plugins",
         "read_errors",
         "scope",
         "secrets",
@@ -83,6 +87,7 @@ class Engine(Generic[RawT]):
         health_degraded_ms: float,
         strict_params: bool = False,
         isolation: IsolationLevel | None = None,
+        observers: Sequence[object] = (),
     ) -> None:
         self.database = database
         self.driver = driver
@@ -99,13 +104,19 @@ class Engine(Generic[RawT]):
         self.health_check_timeout = health_check_timeout
         self.health_degraded_ms = health_degraded_ms
         self.stats = PoolStats()
+        #: First come, first served checkout where the driver's pool does not queue fairly.
+        self.gate = None if driver.features.fair_checkout else FairGate(driver.limits.max_size)
         self.scope: TransactionScope[EngineConnection[RawT]] = TransactionScope(
             f"structum_{backend}_{id(self)}",
             is_async=False,
         )
         self.closed = False
         self.opened = False
-        self.plugins = get_plugin_manager()
+        #: The observer calls per event (the plugins for every database and ``observers``).
+        self.observers = Observers(get_plugin_manager(), database, observers, secrets.scrub if secrets else None)
+        self._lent_at: dict[int, float] = {}  # checkout time per connection, for connection_returned
+        if hasattr(driver, "on_connection"):  # the driver reports the connections its pool opens and closes
+            driver.on_connection = self.connection_event
         self._fork_epoch = FORK.epoch  # the pool about to be built belongs to this process
         protect_logs(secrets, driver.loggers)
         if self.echo:
@@ -130,21 +141,41 @@ class Engine(Generic[RawT]):
             self.open()
         stats = self.stats
         started = stats.checkout_started()
+        gate = self.gate
+        if gate is not None and not gate.acquire(self.driver.limits.timeout):
+            raise self._exhausted(started)
         try:
             raw = self.driver.acquire(ping=ping)
         except PoolExhausted as exc:
+            if gate is not None:
+                gate.release()
             raise self._exhausted(started) from (exc.__cause__ or exc)
         except BaseException as exc:
+            if gate is not None:
+                gate.release()
             stats.checkout_failed(started, timed_out=False)
             if isinstance(exc, self.errors) and not isinstance(exc, DatabaseError):
                 raise self.translate(exc, connecting=True) from exc
             raise
         stats.checkout_done(started)
+        observers = self.observers
+        if observers.checkout:
+            observers.emit_checkout(time.perf_counter() - started)
+        if observers.returned:
+            self._lent_at[id(raw)] = time.perf_counter()
         return raw
 
     def release(self, raw: RawT) -> None:
         self.stats.released()
-        self.driver.release(raw)
+        if self.observers.returned:
+            lent = self._lent_at.pop(id(raw), None)
+            if lent is not None:
+                self.observers.emit_returned(time.perf_counter() - lent)
+        try:
+            self.driver.release(raw)
+        finally:
+            if self.gate is not None:
+                self.gate.release()
 
     def pool_info(self) -> PoolInfo:
         counters = self.stats.counters()
@@ -164,7 +195,8 @@ class Engine(Generic[RawT]):
     def _exhausted(self, started: float) -> PoolTimeoutError:
         waited = self.stats.checkout_failed(started, timed_out=True)
         info = self.pool_info()
-        self.plugins.pool_exhausted(self.database, info, waited)
+        if self.observers.exhausted:
+            self.observers.emit_exhausted(info, waited)
         limits = self.driver.limits
         message = pool_exhausted_message(
             name=self.name,
@@ -181,6 +213,8 @@ class Engine(Generic[RawT]):
         checked-out connections are not the child's."""
         inherited = self.driver.after_fork()
         self.stats = PoolStats()
+        if self.gate is not None:  # the parent's holders are not the child's
+            self.gate = FairGate(self.driver.limits.max_size)
         self.opened = False
         return inherited
 
@@ -217,25 +251,45 @@ class Engine(Generic[RawT]):
         if driver.transaction_failed(raw):
             self.rollback_quietly(raw, "rollback of an aborted transaction failed")
             raise TransactionError(ABORTED_TRANSACTION, sqlstate="25P02", backend=self.backend)
+        timed = self.observers.statement
+        started = time.perf_counter() if timed else 0.0
         try:
             driver.commit(raw)
         except self.errors as exc:
             error = self.translate(exc, raw)
+            if timed:
+                self.statement_done("COMMIT", started, error)
             self.rollback_quietly(raw, "rollback after a failed commit failed")
             raise error from exc
+        if timed:
+            self.statement_done("COMMIT", started)
 
     def rollback(self, raw: RawT) -> None:
+        timed = self.observers.statement
+        started = time.perf_counter() if timed else 0.0
         try:
             self.driver.rollback(raw)
         except self.errors as exc:
-            raise self.translate(exc, raw) from exc
+            error = self.translate(exc, raw)
+            if timed:
+                self.statement_done("ROLLBACK", started, error)
+            raise error from exc
+        if timed:
+            self.statement_done("ROLLBACK", started)
 
     def rollback_quietly(self, raw: RawT, why: str) -> None:
         # The caller's exception (or refusal) is the one that explains what happened.
+        timed = self.observers.statement
+        started = time.perf_counter() if timed else 0.0
         try:
             self.driver.rollback(raw)
-        except Exception:
+        except Exception as exc:
             log.debug(why, exc_info=True)
+            if timed:
+                self.statement_done("ROLLBACK", started, exc)
+            return
+        if timed:
+            self.statement_done("ROLLBACK", started)
 
     def finish(self, raw: RawT, *, rollback: bool, reset: bool) -> None:
         """End of a transaction block: roll back (after an error), restore the options, return."""
@@ -249,12 +303,37 @@ class Engine(Generic[RawT]):
         self.release(raw)
 
     def observed(self) -> bool:
-        return self.plugins.has_observers(_TX_HOOK)
+        """Whether anyone listens to transactions (then blocks time themselves)."""
+        observers = self.observers
+        return bool(observers.finished or observers.transaction or observers.statement)
+
+    def transaction_begun(self, *, savepoint: bool = False) -> None:
+        if self.observers.transaction:
+            self.observers.emit_transaction(TransactionEvent("begin", savepoint))
 
     def transaction_finished(
-        self, outcome: Literal["commit", "rollback"], started: float, error: BaseException | None
+        self,
+        outcome: Literal["commit", "rollback"],
+        started: float,
+        error: BaseException | None,
+        *,
+        savepoint: bool = False,
     ) -> None:
-        self.plugins.transaction_finished(self.database, outcome, time.perf_counter() - started, error)
+        observers = self.observers
+        duration = time.perf_counter() - started
+        if observers.transaction:
+            observers.emit_transaction(TransactionEvent(outcome, savepoint, duration, error))
+        if observers.finished and not savepoint:
+            observers.emit_finished(outcome, duration, error)
+
+    def statement_done(self, sql: str, started: float, error: BaseException | None = None) -> None:
+        """A transaction control statement (COMMIT, SAVEPOINT...) ran: for the observers."""
+        self.observers.emit_statement(sql, time.perf_counter() - started, error=error, kind="control")
+
+    def connection_event(self, kind: Literal["created", "closed", "lost"], duration_s: float = 0.0) -> None:
+        """Called by the driver when its pool opens or closes a connection (any thread)."""
+        if self.observers.connection:
+            self.observers.emit_connection(ConnectionEvent(kind, duration_s))
 
     # -- errors ------------------------------------------------------------------------
 
@@ -288,6 +367,7 @@ class Engine(Generic[RawT]):
         if isinstance(error, ConnectionLostError):
             self.stats.lost()
             self.driver.connection_lost()
+            self.connection_event("lost")
         return error
 
     # -- health ------------------------------------------------------------------------
@@ -300,7 +380,8 @@ class Engine(Generic[RawT]):
             secrets=self.secrets,
             details=self._health_details,
         )
-        self.plugins.health_checked(self.database, result)
+        if self.observers.health:
+            self.observers.emit_health(result)
         return result
 
     def _probe(self, budget: float) -> None:

@@ -8,31 +8,37 @@ a driver and calls :meth:`~AsyncEngineDatabase._setup` and
 
 from __future__ import annotations
 
+import time
 from asyncio import shield
 from collections.abc import Mapping
-from typing import Any, ClassVar, Generic, Self
+from typing import Any, ClassVar, Generic, Self, cast
 
 from structum_lab.config import ConfigProvider
 
 from .._config.connect import class_options
 from .._config.manager import get_plugin_manager
 from .._contract.driver_async import AsyncDriver, RawT
+from .._contract.errors import NotSupportedError
 from .._contract.features import Features
 from .._contract.health import HealthCheckResult
-from .._contract.options import COMMON_OPTIONS, Option, validate_options
+from .._contract.options import COMMON_OPTIONS, REPLICA_OPTIONS, Option, validate_options
 from .._contract.protocols import AsyncResult, IsolationLevel, Params, PoolInfo
 from .._contract.url import DatabaseURL
-from .connection_async import AsyncTransactionBlock, ConnT
+from .block_async import AsyncTransactionBlock
+from .connection_async import ConnT
 from .core_async import AsyncEngine
 from .isolation import normalize_isolation
 from .leaks import ensure_reaper
 from .listener_async import AsyncListener
+from .observe import resolve_observers
+from .pgbouncer import SessionStateGuard, check_pgbouncer_options
+from .replicas_async import AsyncReplicatedDatabase
 from .secrets import CORE_LOGGERS, Secrets, collect_secrets, protect_logs
 
 __all__ = ["AsyncEngineDatabase"]
 
 #: What ``locals()`` of a constructor holds besides its options.
-_NOT_OPTIONS = frozenset({"self", "url", "__class__"})
+_NOT_OPTIONS = frozenset({"self", "url", "__class__", "replication"})
 
 
 class AsyncEngineDatabase(Generic[ConnT]):
@@ -54,14 +60,23 @@ class AsyncEngineDatabase(Generic[ConnT]):
     _echo: bool
     _strict_params: bool
     _isolation: IsolationLevel | None
+    _observers: list[object]
+    _pgbouncer: bool = False
     health_check_timeout: float
     health_degraded_ms: float
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        if kwargs.get("replicas"):
+            # Reads on replicas, writes here: a router over databases of this class (docs/scale-out.md).
+            return cast("Self", AsyncReplicatedDatabase.of_class(cls, args, kwargs))
+        return super().__new__(cls)
 
     def _setup(self, url: str | DatabaseURL, given: Mapping[str, object]) -> tuple[DatabaseURL, dict[str, Any]]:
         """Check the constructor's arguments (``locals()``) as ``connect()`` and ``from_config()``
         check theirs, with the same messages; set up the identity and the secrets. Returns the
         URL and the checked options the backend builds its driver from."""
         values = {key: value for key, value in given.items() if key not in _NOT_OPTIONS}
+        values.update(cast("Mapping[str, object]", given.get("replication") or {}))  # **replication: ReplicaOptions
         accepted = {**COMMON_OPTIONS, **self.backend_options}
         options = validate_options(values, accepted, where=f"{type(self).__name__}()")
         parsed = DatabaseURL.parse(url)
@@ -74,7 +89,14 @@ class AsyncEngineDatabase(Generic[ConnT]):
         self._echo = bool(options.get("echo"))
         self._strict_params = bool(options.pop("strict_params", False))
         self._isolation = normalize_isolation(options.get("isolation_level"))
-        get_plugin_manager().load_observer_entry_points()
+        self._observers = resolve_observers(
+            get_plugin_manager(), options.pop("observers", None), options.pop("observer_options", None)
+        )
+        for key in REPLICA_OPTIONS:  # without replicas (or else __new__ returned a router) they mean nothing
+            options.pop(key, None)
+        self._pgbouncer = bool(options.get("pgbouncer"))
+        if self._pgbouncer:
+            check_pgbouncer_options(options)
         ensure_reaper()  # returns connections that are garbage-collected without close()
         return parsed, options
 
@@ -92,9 +114,17 @@ class AsyncEngineDatabase(Generic[ConnT]):
             isolation=self._isolation,
             health_check_timeout=self.health_check_timeout,
             health_degraded_ms=self.health_degraded_ms,
+            observers=self._observers,
         )
+        if self._pgbouncer:  # session state is refused when a SQL string is first translated
+            self._engine.translator = SessionStateGuard.around(self._engine.translator)
 
     # -- identity ------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``shutdown()`` was called (the database is then unusable)."""
+        return self._engine.closed
 
     @property
     def name(self) -> str:
@@ -134,16 +164,19 @@ class AsyncEngineDatabase(Generic[ConnT]):
     # -- transactions ------------------------------------------------------------------
 
     def transaction(
-        self, *, isolation: IsolationLevel | None = None, readonly: bool = False
+        self, *, isolation: IsolationLevel | None = None, readonly: bool = False, pipeline: bool = False
     ) -> AsyncTransactionBlock[ConnT]:
         """``async with db.transaction() as conn:`` - commit on success, rollback on any exception.
 
         Inside an open transaction of the same thread or task it becomes a savepoint of that
         one. ``isolation`` (``"serializable"``, ...) and ``readonly`` apply to this
-        transaction only.
+        transaction only. ``pipeline=True`` queues the statements and sends them together
+        when a result is read or the block ends (docs/transactions.md: errors come at the
+        latest then); a nested block follows its outer transaction, and a backend without
+        ``features.pipelining`` runs the block statement by statement.
         """
         return AsyncTransactionBlock(
-            self._engine, self._factory, normalize_isolation(isolation) if isolation else None, readonly
+            self._engine, self._factory, normalize_isolation(isolation) if isolation else None, readonly, pipeline
         )
 
     def in_transaction(self) -> bool:
@@ -179,6 +212,8 @@ class AsyncEngineDatabase(Generic[ConnT]):
         driver = engine.driver
         query, bound = engine.translator(sql, params)
         raw = await engine.checkout()
+        timed = engine.observers.statement
+        started = time.perf_counter() if timed else 0.0
         try:
             try:
                 if engine.features.autocommit:
@@ -191,7 +226,16 @@ class AsyncEngineDatabase(Generic[ConnT]):
                     await driver.begin(raw, None, False)
                     rows = await driver.execute(raw, query, bound)
             except engine.errors as exc:
-                raise engine.translate(exc, raw, sql=sql, params=params) from exc
+                error = engine.translate(exc, raw, sql=sql, params=params)
+                if timed:
+                    engine.observers.emit_statement(
+                        sql, time.perf_counter() - started, error=error, params=params, in_transaction=False
+                    )
+                raise error from exc
+            if timed:
+                engine.observers.emit_statement(
+                    sql, time.perf_counter() - started, rowcount=rows.rowcount, params=params, in_transaction=False
+                )
             result: AsyncResult = self._factory.result_class(rows, engine)
             if not engine.features.detached_results:
                 result = await self._factory.result_class(rows, engine).buffered()
@@ -209,6 +253,11 @@ class AsyncEngineDatabase(Generic[ConnT]):
         connection is reopened (notifications sent meanwhile are lost). PostgreSQL only
         (``db.features.listen_notify``); elsewhere ``NotSupportedError``.
         """
+        if self._pgbouncer:
+            raise NotSupportedError(
+                f"database {self._name!r} goes through PgBouncer (pgbouncer = true), whose transaction mode hands "
+                "the LISTEN session to other clients; listen on a database at the server's own address"
+            )
         return AsyncListener(self._engine, channels, timeout)
 
     # -- health, pool, lifetime --------------------------------------------------------

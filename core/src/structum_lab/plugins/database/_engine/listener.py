@@ -17,7 +17,7 @@ from time import sleep
 from typing import Any
 
 from .._contract.driver import Notifier
-from .._contract.errors import ParameterError
+from .._contract.errors import NotSupportedError, ParameterError
 from .._contract.notifications import Notification
 from .core import Engine
 from .logs import log
@@ -38,6 +38,11 @@ class Listener:
     __slots__ = ("_channels", "_closed", "_engine", "_notifier", "_timeout")
 
     def __init__(self, engine: Engine[Any], channels: Sequence[str], timeout: float | None) -> None:
+        if not engine.features.listen_notify:
+            raise NotSupportedError(
+                f"the {engine.backend} backend has no LISTEN/NOTIFY on this database (db.features.listen_notify "
+                "is False); PostgreSQL through psycopg has it"
+            )
         if not channels or not all(isinstance(c, str) and c for c in channels):
             raise ParameterError(f"listen() needs one or more channel names, got {list(channels)!r}")
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0):

@@ -28,12 +28,20 @@ class ConnectMonitor:
     Plain attribute writes: readers only need the latest value, not a consistent pair.
     """
 
-    __slots__ = ("error", "reported", "up")
+    __slots__ = ("error", "listener", "reported", "up")
 
     def __init__(self) -> None:
         self.up = False
         self.error: BaseException | None = None
         self.reported = False  # the current outage has been reported
+        #: The engine's ``connection_event`` (set through the driver's ``on_connection``).
+        self.listener: Callable[[Any, float], None] | None = None
+
+    def report(self, kind: str, duration_s: float = 0.0) -> None:
+        """Tell the engine's observers that a connection was ``created`` or ``closed``."""
+        listener = self.listener
+        if listener is not None:
+            listener(kind, duration_s)
 
     def still_up(self) -> bool:
         """``up``, read again after a wait (during which a pool worker may have changed it)."""

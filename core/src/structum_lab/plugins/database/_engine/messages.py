@@ -11,6 +11,7 @@ __all__ = [
     "MULTIPLE_ROWS",
     "NESTED_OPTIONS",
     "NOTHING_EXECUTED",
+    "NOT_BEGUN",
     "NO_ROW",
     "NO_ROWS",
 ]
@@ -26,6 +27,10 @@ NESTED_OPTIONS: Final = (
 NO_ROWS: Final = (
     "the statement returned no rows (INSERT/UPDATE/DELETE without RETURNING); "
     "use result.rowcount for the number of affected rows"
+)
+NOT_BEGUN: Final = (
+    "this transaction has not begun yet (BEGIN goes with its first statement, and a pipelined block queues "
+    "its statements): run a statement or 'await conn.start()' before using the driver's connection"
 )
 NOTHING_EXECUTED: Final = "no statement has been executed on this connection yet; call execute() first"
 ABORTED_TRANSACTION: Final = (

@@ -176,7 +176,12 @@ class AsyncEngineResult:
             yield row
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} rowcount={self.rowcount}>"
+        if getattr(self._rows, "pending", False):  # queued in a pipelined transaction: repr sends nothing
+            return f"<{type(self).__name__} not sent yet>"
+        try:
+            return f"<{type(self).__name__} rowcount={self.rowcount}>"
+        except DatabaseError:  # its pipelined statement failed or did not run
+            return f"<{type(self).__name__} not available>"
 
 
 class AsyncScalarResult:

@@ -13,7 +13,7 @@ from functools import cache
 
 from .._contract.errors import ParameterError
 
-__all__ = ["GENERIC", "MYSQL", "POSTGRESQL", "SQLITE", "SQLDialect", "scan"]
+__all__ = ["GENERIC", "MYSQL", "POSTGRESQL", "SQLITE", "SQLDialect", "count_statements", "scan"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +55,7 @@ _NESTING = re.compile(r"/\*|\*/")
 
 
 @cache
-def _scanner(d: SQLDialect) -> re.Pattern[str]:
+def _scanner(d: SQLDialect, semicolons: bool = False) -> re.Pattern[str]:
     parts = []
     if d.escape_strings:
         parts.append(r"(?P<estr>(?<![\w$])[Ee]')")
@@ -69,6 +69,8 @@ def _scanner(d: SQLDialect) -> re.Pattern[str]:
     parts.append(r"(?P<numeric_dollar>(?<![\w$])\$(?P<num>\d+))")
     parts.append(r"(?P<named>(?<![\w$:]):(?P<name>[A-Za-z_][A-Za-z0-9_]*))")
     parts.append(r"(?P<percent>%(?:%|s|\((?P<pname>[^)]*)\)s)?)")
+    if semicolons:
+        parts.append(r"(?P<semi>;)")
     return re.compile("|".join(parts))
 
 
@@ -116,6 +118,49 @@ def scan(sql: str, dialect: SQLDialect) -> tuple[list[str], list[tuple[str, str]
             start = pos
     texts.append(sql[start:])
     return texts, holders
+
+
+def _skip(sql: str, m: re.Match[str], dialect: SQLDialect) -> int:
+    """Where a literal, quoted identifier or comment that ``m`` opens ends."""
+    kind, pos = m.lastgroup, m.end()
+    if kind == "quote":
+        quote = m.group()
+        c = _CLOSE[quote + "\\" if dialect.backslash_escapes and quote != "`" else quote].match(sql, pos)
+        return c.end() if c else len(sql)
+    if kind == "estr":
+        c = _CLOSE["'\\"].match(sql, pos)
+        return c.end() if c else len(sql)
+    if kind in ("line", "hash"):
+        eol = _EOL.search(sql, pos)
+        return eol.start() if eol else len(sql)
+    if kind == "block":
+        return _skip_block(sql, pos, dialect.nested_comments)
+    if kind == "dollar":
+        found = sql.find(m.group(), pos)
+        return len(sql) if found < 0 else found + len(m.group())
+    return pos
+
+
+@cache
+def count_statements(sql: str, dialect: SQLDialect) -> int:
+    """How many statements ``sql`` holds: text separated by ``;`` outside literals, quoted
+    identifiers and comments (a piece that is only blanks and comments is no statement)."""
+    search = _scanner(dialect, True).search
+    count = pos = 0
+    content = False
+    while (m := search(sql, pos)) is not None:
+        if not content and sql[pos : m.start()].strip():
+            content = True
+        kind = m.lastgroup
+        if kind == "semi":
+            count += content
+            content = False
+        elif kind not in ("line", "hash", "block"):
+            content = True  # a literal, quoted name or placeholder
+        pos = _skip(sql, m, dialect)
+    if not content and sql[pos:].strip():
+        content = True
+    return count + content
 
 
 def _skip_block(sql: str, pos: int, nested: bool) -> int:
