@@ -11,10 +11,8 @@ error promises of ``_flavours.FirstParty``.
 
 from __future__ import annotations
 
-import pytest
 from _flavours import SYNC_TARGETS, FirstParty, declarations
 
-from structum_lab.plugins.database import ParameterError
 from structum_lab.plugins.database.testing.conformance import ConformanceTests, KitDatabase
 
 
@@ -27,22 +25,8 @@ class FirstPartyFlavour(FirstParty, ConformanceTests):
             db.pool.wait(5)  # type: ignore[attr-defined]
 
 
-class AsyncpgFlavour(FirstPartyFlavour):
-    """SQLAlchemy on asyncpg: one known gap, marked where the kit found it."""
-
-    @pytest.mark.xfail(
-        raises=ParameterError,
-        strict=True,
-        reason="the SQLAlchemy backend declares read_uncommitted on postgresql+asyncpg, but SQLAlchemy's asyncpg "
-        "dialect refuses 'READ UNCOMMITTED' (PostgreSQL runs it as READ COMMITTED)",
-    )
-    def test_every_declared_isolation_level_runs_and_does_not_stick(self, db: KitDatabase) -> None:
-        super().test_every_declared_isolation_level_runs_and_does_not_stick(db)
-
-
 TARGETS = SYNC_TARGETS
 
 for _backend, _scheme in TARGETS:
     _name = "Test" + "".join(part.capitalize() for part in (_backend, *_scheme.split("+")))
-    _base = AsyncpgFlavour if _scheme.endswith("+asyncpg") else FirstPartyFlavour
-    globals()[_name] = type(_name, (_base,), declarations(_backend, _scheme))
+    globals()[_name] = type(_name, (FirstPartyFlavour,), declarations(_backend, _scheme))

@@ -8,10 +8,8 @@ error promises of ``_flavours.FirstParty``.
 
 from __future__ import annotations
 
-import pytest
 from _flavours import ASYNC_TARGETS, SYNC_TARGETS, FirstParty, declarations
 
-from structum_lab.plugins.database import ParameterError
 from structum_lab.plugins.database.kit import ASYNC
 from structum_lab.plugins.database.testing.conformance import AsyncConformanceTests, AsyncKitDatabase
 
@@ -25,19 +23,6 @@ class AsyncFirstPartyFlavour(FirstParty, AsyncConformanceTests):
             await db.pool.wait(5)  # type: ignore[attr-defined]
 
 
-class AsyncAsyncpgFlavour(AsyncFirstPartyFlavour):
-    """SQLAlchemy on asyncpg: one known gap, marked where the kit found it."""
-
-    @pytest.mark.xfail(
-        raises=ParameterError,
-        strict=True,
-        reason="the SQLAlchemy backend declares read_uncommitted on postgresql+asyncpg, but SQLAlchemy's asyncpg "
-        "dialect refuses 'READ UNCOMMITTED' (PostgreSQL runs it as READ COMMITTED)",
-    )
-    async def test_every_declared_isolation_level_runs_and_does_not_stick(self, db: AsyncKitDatabase) -> None:
-        await super().test_every_declared_isolation_level_runs_and_does_not_stick(db)
-
-
 if ASYNC:  # ASYNC  # noqa: SIM108 - the sync module keeps only the else branch
     TARGETS = ASYNC_TARGETS
 else:
@@ -45,5 +30,4 @@ else:
 
 for _backend, _scheme in TARGETS:
     _name = "Test" + "".join(part.capitalize() for part in (_backend, *_scheme.split("+")))
-    _base = AsyncAsyncpgFlavour if _scheme.endswith("+asyncpg") else AsyncFirstPartyFlavour
-    globals()[_name] = type(_name, (_base,), declarations(_backend, _scheme))
+    globals()[_name] = type(_name, (AsyncFirstPartyFlavour,), declarations(_backend, _scheme))

@@ -9,14 +9,14 @@ it; the connection class adds SQLAlchemy's escape hatches and ORM sessions.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import Any, Unpack, cast
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
-from structum_lab.plugins.database import DatabaseURL
+from structum_lab.plugins.database import DatabaseURL, ReplicaOptions
 from structum_lab.plugins.database.kit import EngineConnection, EngineDatabase
 
 from ._driver import SQLAlchemyDriver
@@ -34,7 +34,7 @@ class SQLAlchemyConnection(EngineConnection[Connection]):
     @property
     def sqlalchemy_connection(self) -> Connection:
         """The underlying SQLAlchemy connection, inside the same transaction (for Core constructs)."""
-        return self._live()
+        return self._lend()
 
     def session(self) -> Session:
         """An ORM session joined to this connection's transaction.
@@ -42,7 +42,16 @@ class SQLAlchemyConnection(EngineConnection[Connection]):
         ``session.commit()`` inside only releases a savepoint; the enclosing
         ``transaction()`` decides. Close it (``with conn.session() as s:``) when done.
         """
-        return Session(bind=self._live(), join_transaction_mode="create_savepoint")
+        return Session(bind=self._lend(), join_transaction_mode="create_savepoint")
+
+    def _lend(self) -> Connection:
+        """The connection, inside the transaction even if its BEGIN has not gone out yet
+        (postgresql+psycopg sends it with the first statement)."""
+        raw = self._live()
+        pending = self._pending
+        if pending is not None:
+            self.start()
+        return raw
 
 
 class SQLAlchemyDatabase(EngineDatabase[SQLAlchemyConnection]):
@@ -51,6 +60,8 @@ class SQLAlchemyDatabase(EngineDatabase[SQLAlchemyConnection]):
     ``url`` is any SQLAlchemy URL; a bare ``postgresql://`` uses psycopg 3 and a bare
     ``mysql://`` PyMySQL (the asyncio class: psycopg 3 in mode, aiomysql, aiosqlite
     for ``sqlite://``). The pool options are SQLAlchemy's, with the same names.
+    ``pgbouncer=True`` turns off what PgBouncer's transaction mode breaks; ``replicas=[...]``
+    returns a database with replicas over this class (docs/scale-out.md).
     """
 
     backend_name = "sqlalchemy"
@@ -76,8 +87,12 @@ class SQLAlchemyDatabase(EngineDatabase[SQLAlchemyConnection]):
         health_degraded_ms: float = 1000.0,
         name: str | None = None,
         strict_params: bool = False,
+        observers: Sequence[str] | None = None,
+        observer_options: Mapping[str, Mapping[str, Any]] | None = None,
         engine_options: Mapping[str, Any] | None = None,
         prepare_threshold: int | str | None = 5,
+        pgbouncer: bool = False,
+        **replication: Unpack[ReplicaOptions],
     ) -> None:
         parsed, options = self._setup(url, locals())
         self._engine_parts = parts = build_engine(parsed, options, is_async=self.is_async)
@@ -102,6 +117,7 @@ class SQLAlchemyDatabase(EngineDatabase[SQLAlchemyConnection]):
             return
         raw = engine.checkout()
         try:
+            cast("SQLAlchemyDriver", engine.driver).disown(raw)  # the session's transactions send BEGIN
             with Session(bind=raw, **session_options) as session:
                 try:
                     yield session

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import importlib.util
 from asyncio import shield
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import Any, Unpack, cast
 
 from sqlalchemy.ext.asyncio import (  # sync: from sqlalchemy import Connection, Engine
     AsyncConnection,
@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import (  # sync: from sqlalchemy import Connection,
 )
 
 # sync-only: from sqlalchemy.orm import Session
-from structum_lab.plugins.database import ConfigurationError, DatabaseURL
+from structum_lab.plugins.database import ConfigurationError, DatabaseURL, ReplicaOptions
 from structum_lab.plugins.database.kit import ASYNC, AsyncEngineConnection, AsyncEngineDatabase
 
 from ._driver_async import AsyncSQLAlchemyDriver
@@ -37,7 +37,7 @@ class AsyncSQLAlchemyConnection(AsyncEngineConnection[AsyncConnection]):
     @property
     def sqlalchemy_connection(self) -> AsyncConnection:
         """The underlying SQLAlchemy connection, inside the same transaction (for Core constructs)."""
-        return self._live()
+        return self._lend()
 
     def session(self) -> AsyncSession:
         """An ORM session joined to this connection's transaction.
@@ -45,7 +45,22 @@ class AsyncSQLAlchemyConnection(AsyncEngineConnection[AsyncConnection]):
         ``session.commit()`` inside only releases a savepoint; the enclosing
         ``transaction()`` decides. Close it (``with conn.session() as s:``) when done.
         """
-        return AsyncSession(bind=self._live(), join_transaction_mode="create_savepoint")
+        return AsyncSession(bind=self._lend(), join_transaction_mode="create_savepoint")
+
+    def _lend(self) -> AsyncConnection:
+        """The connection, inside the transaction even if its BEGIN has not gone out yet
+        (postgresql+psycopg sends it with the first statement)."""
+        raw = self._live()
+        pending = self._pending
+        if pending is not None:
+            if ASYNC:  # ASYNC
+                # A property cannot send it here: it goes before SQLAlchemy's next statement on
+                # the connection (``await conn.start()`` first to use psycopg's connection under it).
+                cast("AsyncSQLAlchemyDriver", self._engine.driver).hold_begin(raw, pending)
+                self._pending = None  # begun, as far as the engine is concerned: it commits at the end
+            else:
+                self.start()  # type: ignore[unused-coroutine]
+        return raw
 
 
 class AsyncSQLAlchemyDatabase(AsyncEngineDatabase[AsyncSQLAlchemyConnection]):
@@ -54,6 +69,8 @@ class AsyncSQLAlchemyDatabase(AsyncEngineDatabase[AsyncSQLAlchemyConnection]):
     ``url`` is any SQLAlchemy URL; a bare ``postgresql://`` uses psycopg 3 and a bare
     ``mysql://`` PyMySQL (the asyncio class: psycopg 3 in async mode, aiomysql, aiosqlite
     for ``sqlite://``). The pool options are SQLAlchemy's, with the same names.
+    ``pgbouncer=True`` turns off what PgBouncer's transaction mode breaks; ``replicas=[...]``
+    returns a database with replicas over this class (docs/scale-out.md).
     """
 
     backend_name = "sqlalchemy"
@@ -79,8 +96,12 @@ class AsyncSQLAlchemyDatabase(AsyncEngineDatabase[AsyncSQLAlchemyConnection]):
         health_degraded_ms: float = 1000.0,
         name: str | None = None,
         strict_params: bool = False,
+        observers: Sequence[str] | None = None,
+        observer_options: Mapping[str, Mapping[str, Any]] | None = None,
         engine_options: Mapping[str, Any] | None = None,
         prepare_threshold: int | str | None = 5,
+        pgbouncer: bool = False,
+        **replication: Unpack[ReplicaOptions],
     ) -> None:
         if ASYNC:  # ASYNC  # noqa: SIM102 - the test alone goes into the sync class
             if importlib.util.find_spec("greenlet") is None:
@@ -111,6 +132,7 @@ class AsyncSQLAlchemyDatabase(AsyncEngineDatabase[AsyncSQLAlchemyConnection]):
             return
         raw = await engine.checkout()
         try:
+            cast("AsyncSQLAlchemyDriver", engine.driver).disown(raw)  # the session's transactions send BEGIN
             async with AsyncSession(bind=raw, **session_options) as session:
                 try:
                     yield session

@@ -8,11 +8,17 @@ translation of the placeholders: it skips SQLAlchemy's statement compilation (so
 cheaper than ``text()``) and it never mistakes ``':x'`` in a literal for a parameter.
 Rows are read straight from the DB-API cursor into core ``Row`` dicts (SQLAlchemy's
 asyncio results are buffered, so reading them needs no ``await`` underneath).
+
+Checkouts are checked by ``_liveness`` (a ping only for a connection idle beyond the window
+or whose socket is readable) where the driver's socket is reachable, else by SQLAlchemy's
+``pool_pre_ping``. On ``postgresql+psycopg`` the connections are in autocommit mode and BEGIN
+travels with a transaction's first statement (``features.deferred_begin``), and pipelined
+blocks go out as one message (``features.pipelining``): see ``_begin``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -28,6 +34,7 @@ from structum_lab.plugins.database.kit import (
     NoRows,
     Notifier,
     PoolExhausted,
+    Rows,
     duplicate_columns,
     log,
     paused_gc,
@@ -35,6 +42,7 @@ from structum_lab.plugins.database.kit import (
 )
 
 from ._engine import ERROR_CLASSES, EngineParts, describe_connection, isolation_option, sync_connection
+from ._liveness import forced_ping
 
 __all__ = ["SQLAlchemyDriver"]
 
@@ -209,6 +217,14 @@ class SQLAlchemyDriver(DriverBase[Connection]):
     errors: tuple[type[BaseException], ...] = (sa_exc.SQLAlchemyError, OSError, TypeError, ValueError)
     error_classes = ERROR_CLASSES
 
+    @property
+    def on_connection(self) -> Callable[[Any, float], None] | None:
+        return self.parts.open.listener
+
+    @on_connection.setter
+    def on_connection(self, listener: Callable[[Any, float], None] | None) -> None:
+        self.parts.open.listener = listener
+
     def __init__(self, parts: EngineParts) -> None:
         self.parts = parts
         self._engine = parts.engine
@@ -222,6 +238,12 @@ class SQLAlchemyDriver(DriverBase[Connection]):
             import psycopg
 
             self.errors = (*self.errors, psycopg.Error)
+        self._deferred: Any = None  # _begin on postgresql+psycopg: BEGIN rides with the first statement
+        if parts.deferred_begin:
+            from . import _begin
+
+            self._deferred = _begin
+            _begin.install(parts.sa_engine, self.begin_sql(parts.isolation, False))
         self.features = Features(
             returning=dialect in ("postgresql", "sqlite", "mariadb", "oracle", "mssql"),
             transactional_ddl=dialect in ("postgresql", "sqlite", "mssql"),
@@ -231,6 +253,8 @@ class SQLAlchemyDriver(DriverBase[Connection]):
             copy=aborted,
             listen_notify=aborted,
             logs_sql=True,
+            deferred_begin=parts.deferred_begin,
+            pipelining=parts.deferred_begin,
         )
         # Every connection lent out, until it is returned. A Connection sits in a reference
         # cycle (with its transaction), so a forgotten one is freed by the cyclic collector,
@@ -280,9 +304,14 @@ class SQLAlchemyDriver(DriverBase[Connection]):
         }
 
     def acquire(self, *, ping: bool) -> Connection:
+        parts = self.parts
         try:
-            with round_trip_cap(self.parts.ping_budget):  # the pre-ping: no answer in time, a dead connection
-                sa_conn: Connection = self._engine.connect()
+            with round_trip_cap(parts.ping_budget):  # the pre-ping: no answer in time, a dead connection
+                if ping and parts.pings_at_checkout:
+                    with forced_ping():
+                        sa_conn: Connection = self._engine.connect()
+                else:
+                    sa_conn = self._engine.connect()
         except sa_exc.TimeoutError as exc:
             raise PoolExhausted from exc
         except (sa_exc.DBAPIError, OSError) as exc:  # asyncpg raises OSError when it cannot connect
@@ -299,7 +328,9 @@ class SQLAlchemyDriver(DriverBase[Connection]):
                 backend="sqlalchemy",
             ) from None
         self._lent.add(sa_conn)
-        if ping and not self.parts.pre_ping:  # with pre-ping on, connect() made the round trip
+        if self._deferred is not None:
+            self._deferred.lend(sa_conn)
+        if ping and not parts.pings_at_checkout:  # else connect() made the round trip
             try:
                 _ping(sa_conn)
             except BaseException:
@@ -310,7 +341,9 @@ class SQLAlchemyDriver(DriverBase[Connection]):
     def release(self, raw: Connection) -> None:
         self._lent.discard(raw)
         try:
-            if self._closed:  # dispose() left it out: closing it here is the only close it gets
+            if self._closed or (self._deferred is not None and self._deferred.broken(raw)):
+                # dispose() left it out: closing it here is the only close it gets; or it died
+                # under psycopg directly (COPY, a batch), which SQLAlchemy has not seen.
                 raw.invalidate()
             raw.close()
         except sa_exc.DBAPIError:
@@ -336,10 +369,39 @@ class SQLAlchemyDriver(DriverBase[Connection]):
         elif readonly and dialect != "postgresql":
             raw.exec_driver_sql("SET TRANSACTION READ ONLY")
 
+    def execute_begun(self, raw: Connection, begin: str, sql: str, params: Bound) -> SQLAlchemyRows:
+        """``features.deferred_begin`` (postgresql+psycopg): one message, see ``_begin``."""
+        return SQLAlchemyRows(self._deferred.execute_begun(raw, begin, sql, params))
+
+    def begun(self, raw: Connection) -> bool:
+        return self._deferred is None or bool(self._deferred.begun(raw))
+
+    def execute_batch(
+        self, raw: Connection, begin: str | None, statements: Sequence[tuple[str, Bound]], end: str | None
+    ) -> Sequence[Rows]:
+        if self._deferred is None:
+            return super().execute_batch(raw, begin, statements, end)  # NotSupportedError
+        begin = begin or self._deferred.take_held(raw)
+        return self._deferred.execute_batch(raw, begin, statements, end)  # type: ignore[no-any-return]
+
+    def hold_begin(self, raw: Connection, begin: str) -> None:
+        """SQLAlchemy is handed the connection before BEGIN went out: it goes before the next statement."""
+        self._deferred.hold_begin(raw, begin)
+
+    def disown(self, raw: Connection) -> None:
+        """The connection is SQLAlchemy's to use (an ORM session): its transactions send BEGIN."""
+        if self._deferred is not None:
+            self._deferred.disown(raw)
+
     def commit(self, raw: Connection) -> None:
-        raw.commit()
+        if self._deferred is not None:
+            self._deferred.commit(raw)
+        else:
+            raw.commit()
 
     def rollback(self, raw: Connection) -> None:
+        if self._deferred is not None:
+            self._deferred.take_held(raw)  # nothing ran: nothing to begin
         if raw.in_transaction():
             raw.rollback()
             return
@@ -362,11 +424,18 @@ class SQLAlchemyDriver(DriverBase[Connection]):
 
     def autocommit(self, raw: Connection, enabled: bool) -> None:
         # Turning it off again is SQLAlchemy's: it restores the level when the connection is returned.
-        if enabled:
+        # With deferred_begin the connections are in autocommit mode already.
+        if enabled and self._deferred is None:
             raw.execution_options(isolation_level="AUTOCOMMIT")
 
     def command(self, raw: Connection, sql: str) -> None:
         raw.exec_driver_sql(sql, execution_options=_NO_PARAMS)
+
+    def rollback_to_savepoint(self, raw: Connection, name: str) -> None:
+        if self._deferred is None:  # not every driver takes two statements at once
+            super().rollback_to_savepoint(raw, name)
+        else:
+            self.command(raw, f"ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}")
 
     def execute(self, raw: Connection, sql: str, params: Bound) -> SQLAlchemyRows:
         if params is None:
@@ -393,6 +462,8 @@ class SQLAlchemyDriver(DriverBase[Connection]):
             super().copy_in(raw, table, columns, records)  # NotSupportedError
         from structum_lab.plugins.database.kit_psycopg import copy_in
 
+        if self._deferred is not None:  # psycopg directly: the BEGIN SQLAlchemy was holding goes first
+            self._deferred.send_held(raw)
         return copy_in(_psycopg_connection(raw), table, columns, records)
 
     def copy_out(self, raw: Connection, sql: str, params: Bound) -> Iterator[tuple[Any, ...]]:
@@ -400,6 +471,8 @@ class SQLAlchemyDriver(DriverBase[Connection]):
             super().copy_out(raw, sql, params)  # NotSupportedError
         from structum_lab.plugins.database.kit_psycopg import copy_out
 
+        if self._deferred is not None:  # psycopg directly: the BEGIN SQLAlchemy was holding goes first
+            self._deferred.send_held(raw)
         yield from copy_out(_psycopg_connection(raw), sql, params)
 
     def notifier(self) -> Notifier:
@@ -423,6 +496,8 @@ class SQLAlchemyDriver(DriverBase[Connection]):
     def unwrap_error(self, exc: BaseException, raw: Connection | None) -> tuple[BaseException, bool]:
         if isinstance(exc, sa_exc.DBAPIError):
             return (exc.orig if exc.orig is not None else exc), bool(exc.connection_invalidated)
+        if self._deferred is not None and raw is not None and isinstance(exc, self._deferred.DRIVER_ERROR):
+            return exc, self._deferred.broken(raw)  # psycopg's own error (COPY, a batch)
         if isinstance(exc, sa_exc.StatementError):
             return exc.orig or exc, False
         if isinstance(exc, sa_exc.ArgumentError):

@@ -5,11 +5,17 @@ translation of the placeholders: it skips SQLAlchemy's statement compilation (so
 cheaper than ``text()``) and it never mistakes ``':x'`` in a literal for a parameter.
 Rows are read straight from the DB-API cursor into core ``Row`` dicts (SQLAlchemy's
 asyncio results are buffered, so reading them needs no ``await`` underneath).
+
+Checkouts are checked by ``_liveness`` (a ping only for a connection idle beyond the window
+or whose socket is readable) where the driver's socket is reachable, else by SQLAlchemy's
+``pool_pre_ping``. On ``postgresql+psycopg`` the connections are in autocommit mode and BEGIN
+travels with a transaction's first statement (``features.deferred_begin``), and pipelined
+blocks go out as one message (``features.pipelining``): see ``_begin_async``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -22,6 +28,7 @@ from structum_lab.plugins.database.kit import (
     ASYNC,
     AsyncDriverBase,
     AsyncNotifier,
+    AsyncRows,
     Bound,
     Features,
     NoRows,
@@ -33,6 +40,7 @@ from structum_lab.plugins.database.kit import (
 )
 
 from ._engine import ERROR_CLASSES, EngineParts, describe_connection, isolation_option, sync_connection
+from ._liveness import forced_ping
 
 __all__ = ["AsyncSQLAlchemyDriver"]
 
@@ -216,6 +224,14 @@ class AsyncSQLAlchemyDriver(AsyncDriverBase[AsyncConnection]):
     errors: tuple[type[BaseException], ...] = (sa_exc.SQLAlchemyError, OSError, TypeError, ValueError)
     error_classes = ERROR_CLASSES
 
+    @property
+    def on_connection(self) -> Callable[[Any, float], None] | None:
+        return self.parts.open.listener
+
+    @on_connection.setter
+    def on_connection(self, listener: Callable[[Any, float], None] | None) -> None:
+        self.parts.open.listener = listener
+
     def __init__(self, parts: EngineParts) -> None:
         self.parts = parts
         self._engine = parts.engine
@@ -229,6 +245,12 @@ class AsyncSQLAlchemyDriver(AsyncDriverBase[AsyncConnection]):
             import psycopg
 
             self.errors = (*self.errors, psycopg.Error)
+        self._deferred: Any = None  # _begin_async on postgresql+psycopg: BEGIN rides with the first statement
+        if parts.deferred_begin:
+            from . import _begin_async
+
+            self._deferred = _begin_async
+            _begin_async.install(parts.sa_engine, self.begin_sql(parts.isolation, False))
         self.features = Features(
             returning=dialect in ("postgresql", "sqlite", "mariadb", "oracle", "mssql"),
             transactional_ddl=dialect in ("postgresql", "sqlite", "mssql"),
@@ -238,6 +260,8 @@ class AsyncSQLAlchemyDriver(AsyncDriverBase[AsyncConnection]):
             copy=aborted,
             listen_notify=aborted,
             logs_sql=True,
+            deferred_begin=parts.deferred_begin,
+            pipelining=parts.deferred_begin,
         )
         # Every connection lent out, until it is returned. A Connection sits in a reference
         # cycle (with its transaction), so a forgotten one is freed by the cyclic collector,
@@ -287,9 +311,14 @@ class AsyncSQLAlchemyDriver(AsyncDriverBase[AsyncConnection]):
         }
 
     async def acquire(self, *, ping: bool) -> AsyncConnection:
+        parts = self.parts
         try:
-            with round_trip_cap(self.parts.ping_budget):  # the pre-ping: no answer in time, a dead connection
-                sa_conn: AsyncConnection = await self._engine.connect()
+            with round_trip_cap(parts.ping_budget):  # the pre-ping: no answer in time, a dead connection
+                if ping and parts.pings_at_checkout:
+                    with forced_ping():
+                        sa_conn: AsyncConnection = await self._engine.connect()
+                else:
+                    sa_conn = await self._engine.connect()
         except sa_exc.TimeoutError as exc:
             raise PoolExhausted from exc
         except (sa_exc.DBAPIError, OSError) as exc:  # asyncpg raises OSError when it cannot connect
@@ -306,7 +335,9 @@ class AsyncSQLAlchemyDriver(AsyncDriverBase[AsyncConnection]):
                 backend="sqlalchemy",
             ) from None
         self._lent.add(sa_conn)
-        if ping and not self.parts.pre_ping:  # with pre-ping on, connect() made the round trip
+        if self._deferred is not None:
+            self._deferred.lend(sa_conn)
+        if ping and not parts.pings_at_checkout:  # else connect() made the round trip
             try:
                 if ASYNC:  # ASYNC
                     await sa_conn.run_sync(_ping)
@@ -320,7 +351,9 @@ class AsyncSQLAlchemyDriver(AsyncDriverBase[AsyncConnection]):
     async def release(self, raw: AsyncConnection) -> None:
         self._lent.discard(raw)
         try:
-            if self._closed:  # dispose() left it out: closing it here is the only close it gets
+            if self._closed or (self._deferred is not None and self._deferred.broken(raw)):
+                # dispose() left it out: closing it here is the only close it gets; or it died
+                # under psycopg directly (COPY, a batch), which SQLAlchemy has not seen.
                 await raw.invalidate()
             await raw.close()
         except sa_exc.DBAPIError:
@@ -346,10 +379,39 @@ class AsyncSQLAlchemyDriver(AsyncDriverBase[AsyncConnection]):
         elif readonly and dialect != "postgresql":
             await raw.exec_driver_sql("SET TRANSACTION READ ONLY")
 
+    async def execute_begun(self, raw: AsyncConnection, begin: str, sql: str, params: Bound) -> AsyncSQLAlchemyRows:
+        """``features.deferred_begin`` (postgresql+psycopg): one message, see ``_begin_async``."""
+        return AsyncSQLAlchemyRows(await self._deferred.execute_begun(raw, begin, sql, params))
+
+    def begun(self, raw: AsyncConnection) -> bool:
+        return self._deferred is None or bool(self._deferred.begun(raw))
+
+    async def execute_batch(
+        self, raw: AsyncConnection, begin: str | None, statements: Sequence[tuple[str, Bound]], end: str | None
+    ) -> Sequence[AsyncRows]:
+        if self._deferred is None:
+            return await super().execute_batch(raw, begin, statements, end)  # NotSupportedError
+        begin = begin or self._deferred.take_held(raw)
+        return await self._deferred.execute_batch(raw, begin, statements, end)  # type: ignore[no-any-return]
+
+    def hold_begin(self, raw: AsyncConnection, begin: str) -> None:
+        """SQLAlchemy is handed the connection before BEGIN went out: it goes before the next statement."""
+        self._deferred.hold_begin(raw, begin)
+
+    def disown(self, raw: AsyncConnection) -> None:
+        """The connection is SQLAlchemy's to use (an ORM session): its transactions send BEGIN."""
+        if self._deferred is not None:
+            self._deferred.disown(raw)
+
     async def commit(self, raw: AsyncConnection) -> None:
-        await raw.commit()
+        if self._deferred is not None:
+            await self._deferred.commit(raw)
+        else:
+            await raw.commit()
 
     async def rollback(self, raw: AsyncConnection) -> None:
+        if self._deferred is not None:
+            self._deferred.take_held(raw)  # nothing ran: nothing to begin
         if raw.in_transaction():
             await raw.rollback()
             return
@@ -375,11 +437,18 @@ class AsyncSQLAlchemyDriver(AsyncDriverBase[AsyncConnection]):
 
     async def autocommit(self, raw: AsyncConnection, enabled: bool) -> None:
         # Turning it off again is SQLAlchemy's: it restores the level when the connection is returned.
-        if enabled:
+        # With deferred_begin the connections are in autocommit mode already.
+        if enabled and self._deferred is None:
             await raw.execution_options(isolation_level="AUTOCOMMIT")
 
     async def command(self, raw: AsyncConnection, sql: str) -> None:
         await raw.exec_driver_sql(sql, execution_options=_NO_PARAMS)
+
+    async def rollback_to_savepoint(self, raw: AsyncConnection, name: str) -> None:
+        if self._deferred is None:  # not every driver takes two statements at once
+            await super().rollback_to_savepoint(raw, name)
+        else:
+            await self.command(raw, f"ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}")
 
     async def execute(self, raw: AsyncConnection, sql: str, params: Bound) -> AsyncSQLAlchemyRows:
         if params is None:
@@ -409,6 +478,8 @@ class AsyncSQLAlchemyDriver(AsyncDriverBase[AsyncConnection]):
             await super().copy_in(raw, table, columns, records)  # NotSupportedError
         from structum_lab.plugins.database.kit_psycopg import copy_in_async
 
+        if self._deferred is not None:  # psycopg directly: the BEGIN SQLAlchemy was holding goes first
+            await self._deferred.send_held(raw)
         return await copy_in_async(await _psycopg_connection(raw), table, columns, records)
 
     async def copy_out(self, raw: AsyncConnection, sql: str, params: Bound) -> AsyncIterator[tuple[Any, ...]]:
@@ -416,6 +487,8 @@ class AsyncSQLAlchemyDriver(AsyncDriverBase[AsyncConnection]):
             super().copy_out(raw, sql, params)  # NotSupportedError
         from structum_lab.plugins.database.kit_psycopg import copy_out_async
 
+        if self._deferred is not None:  # psycopg directly: the BEGIN SQLAlchemy was holding goes first
+            await self._deferred.send_held(raw)
         async for record in copy_out_async(await _psycopg_connection(raw), sql, params):
             yield record
 
@@ -440,6 +513,8 @@ class AsyncSQLAlchemyDriver(AsyncDriverBase[AsyncConnection]):
     def unwrap_error(self, exc: BaseException, raw: AsyncConnection | None) -> tuple[BaseException, bool]:
         if isinstance(exc, sa_exc.DBAPIError):
             return (exc.orig if exc.orig is not None else exc), bool(exc.connection_invalidated)
+        if self._deferred is not None and raw is not None and isinstance(exc, self._deferred.DRIVER_ERROR):
+            return exc, self._deferred.broken(raw)  # psycopg's own error (COPY, a batch)
         if isinstance(exc, sa_exc.StatementError):
             return exc.orig or exc, False
         if isinstance(exc, sa_exc.ArgumentError):

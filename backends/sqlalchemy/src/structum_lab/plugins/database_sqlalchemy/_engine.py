@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -39,8 +40,8 @@ from structum_lab.plugins.database.kit import (
     lexer_for,
     mysql_statement_timeout_sql,
     normalize_isolation,
-    normalize_prepare_threshold,
     ping_budget,
+    prepare_threshold_for,
     resolve_statement_deadline,
     target_for,
     timeout_connect_args,
@@ -51,6 +52,7 @@ from ._dialects import (
     is_memory_sqlite,
     to_sqlalchemy_url,
 )
+from ._liveness import install_liveness, probes_socket
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -97,24 +99,38 @@ ERROR_CLASSES: Final[Mapping[type[DatabaseError], type[DatabaseError]]] = {
 
 
 class OpenConnections:
-    """How many connections the engine's pool holds open, from its connect/close events."""
+    """How many connections the engine's pool holds open, from its connect/close events, and
+    the engine's observers told of each (``listener``: the engine's ``connection_event``)."""
 
-    __slots__ = ("_lock", "count")
+    __slots__ = ("_lock", "_started", "count", "listener")
 
     def __init__(self, engine: sa.Engine) -> None:
         self.count = 0
         self._lock = threading.Lock()
+        self._started = threading.local()  # SQLAlchemy connects on the thread that checks out
+        self.listener: Callable[[Any, float], None] | None = None
+        event.listen(engine, "do_connect", self._connecting)
         event.listen(engine, "connect", self._opened)
         event.listen(engine, "close", self._gone)
         event.listen(engine, "detach", self._gone)  # still open, but no longer the pool's
 
+    def _connecting(self, *_: object) -> None:
+        self._started.at = time.perf_counter()
+
     def _opened(self, *_: object) -> None:
         with self._lock:
             self.count += 1
+        listener = self.listener
+        if listener is not None:
+            started = getattr(self._started, "at", None)
+            listener("created", 0.0 if started is None else time.perf_counter() - started)
 
     def _gone(self, *_: object) -> None:
         with self._lock:
             self.count -= 1
+        listener = self.listener
+        if listener is not None:
+            listener("closed", 0.0)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -126,13 +142,18 @@ class EngineParts:
     dialect: str
     translator: Translator
     limits: PoolLimits
-    pre_ping: bool
+    #: Checkouts are checked by a ping where needed (SQLAlchemy's pre-ping, or ``_liveness``).
+    pings_at_checkout: bool
     ping_budget: float
     connect_timeout: float
     open: OpenConnections
     loggers: tuple[str | logging.Logger, ...]
     #: What the engine passes to the DB-API driver's connect() besides the URL.
     connect_args: Mapping[str, Any]
+    #: postgresql+psycopg: autocommit connections, BEGIN sent with the first statement (``_begin_async``).
+    deferred_begin: bool = False
+    #: The ``isolation_level`` option (with ``deferred_begin`` it goes into the BEGIN).
+    isolation: IsolationLevel | None = None
 
 
 def isolation_option(dialect: str, level: IsolationLevel) -> str:
@@ -140,6 +161,10 @@ def isolation_option(dialect: str, level: IsolationLevel) -> str:
     if dialect == "sqlite":
         # SQLite is always serializable; a stronger level than asked for is allowed by the standard.
         return "READ UNCOMMITTED" if level == "read_uncommitted" else "SERIALIZABLE"
+    if dialect == "postgresql" and level == "read_uncommitted":
+        # PostgreSQL runs READ UNCOMMITTED as READ COMMITTED, and SQLAlchemy's asyncpg dialect
+        # refuses the name: ask for what the server gives.
+        return "READ COMMITTED"
     return _SA_ISOLATION[level]
 
 
@@ -151,14 +176,15 @@ def build_engine(url: DatabaseURL, o: Mapping[str, Any], *, is_async: bool) -> E
     except sa_exc.NoSuchModuleError:
         raise _no_such_dialect(sa_url) from None
     sa_url, server_settings = split_libpq_options(sa_url)
+    deferred = defers_begin(sa_url, o)
     connect_args = o["connect_args"]
     if server_settings:
         connect_args = {
             **(connect_args or {}),
             "server_settings": {**server_settings, **(connect_args or {}).get("server_settings", {})},
         }
-    args = engine_arguments(url, sa_url, o, connect_args)
-    apply_prepare_threshold(args, driver, o["prepare_threshold"])
+    args = engine_arguments(url, sa_url, o, connect_args, deferred_begin=deferred)
+    apply_prepare_threshold(args, driver, o["prepare_threshold"], pgbouncer=bool(o.get("pgbouncer")))
     deadline = resolve_statement_deadline(o["statement_timeout"], o["statement_deadline"])
     bounded = deadline_connect_args(driver, deadline, is_async=is_async)
     if bounded:  # the user's connect_args win
@@ -166,9 +192,12 @@ def build_engine(url: DatabaseURL, o: Mapping[str, Any], *, is_async: bool) -> E
     engine = create_engine_checked(sa_url, args, is_async=is_async)
     sync_engine: sa.Engine = engine.sync_engine if is_async else engine
     install_listeners(sync_engine, statement_timeout=o["statement_timeout"])
+    dialect = sync_engine.dialect
+    probed = probes_socket(dialect.name, dialect.driver)
+    if probed or deferred:
+        install_liveness(sync_engine, pre_ping=probed and o["pool_pre_ping"], autocommit=deferred)
     if "creator" not in (o["engine_options"] or {}):  # the user's own creator opens connections as it likes
         install_deadline(sync_engine, deadline)
-    dialect = sync_engine.dialect
     pool = sync_engine.pool
     timeout, overflow = o["pool_timeout"], o["max_overflow"]
     if isinstance(pool, QueuePool):
@@ -181,12 +210,26 @@ def build_engine(url: DatabaseURL, o: Mapping[str, Any], *, is_async: bool) -> E
         dialect=dialect.name,
         translator=Translator(lexer_for(dialect.name), target_for(dialect.driver, dialect.paramstyle)),
         limits=limits,
-        pre_ping=o["pool_pre_ping"],
+        pings_at_checkout=bool(o["pool_pre_ping"]) and dialect.name != "sqlite",
         ping_budget=ping_budget(timeout, o["connect_timeout"], deadline),
         connect_timeout=o["connect_timeout"] or 0.0,
         open=OpenConnections(sync_engine),
         loggers=tuple(_engine_loggers(sync_engine)),
         connect_args=dict(args.get("connect_args") or {}),
+        deferred_begin=deferred,
+        isolation=normalize_isolation(o["isolation_level"]),
+    )
+
+
+def defers_begin(sa_url: sa.URL, o: Mapping[str, Any]) -> bool:
+    """postgresql+psycopg sends BEGIN with the first statement, unless ``engine_options`` set
+    an isolation level of their own (SQLAlchemy's, which needs psycopg's own BEGIN)."""
+    own = o["engine_options"] or {}
+    return (
+        sa_url.get_backend_name() == "postgresql"
+        and sa_url.get_driver_name() == "psycopg"
+        and "isolation_level" not in own
+        and "execution_options" not in own
     )
 
 
@@ -255,7 +298,12 @@ def split_libpq_options(sa_url: sa.URL) -> tuple[sa.URL, dict[str, str]]:
 
 
 def engine_arguments(
-    url: DatabaseURL, sa_url: sa.URL, o: Mapping[str, Any], connect_args: Mapping[str, Any] | None
+    url: DatabaseURL,
+    sa_url: sa.URL,
+    o: Mapping[str, Any],
+    connect_args: Mapping[str, Any] | None,
+    *,
+    deferred_begin: bool = False,
 ) -> dict[str, Any]:
     """``create_engine`` arguments from the checked options ``o``."""
     dialect, driver = sa_url.get_backend_name(), sa_url.get_driver_name()
@@ -277,7 +325,8 @@ def engine_arguments(
             max_overflow=o["max_overflow"],
             pool_timeout=o["pool_timeout"],
             pool_recycle=-1 if o["pool_recycle"] is None else o["pool_recycle"],
-            pool_pre_ping=o["pool_pre_ping"],
+            # Checked here where the socket is reachable (_liveness); SQLite needs no ping.
+            pool_pre_ping=o["pool_pre_ping"] and dialect != "sqlite" and not probes_socket(dialect, driver),
             pool_use_lifo=o["pool_use_lifo"],
         )
     user_args = dict(connect_args or {})
@@ -287,22 +336,32 @@ def engine_arguments(
     if driver_args:
         args["connect_args"] = driver_args
     level = normalize_isolation(o["isolation_level"])
-    if level:
+    if level and not deferred_begin:  # else it goes into each BEGIN
         args["isolation_level"] = isolation_option(dialect, level)
     args.update(o["engine_options"] or {})
     return args
 
 
-def apply_prepare_threshold(args: dict[str, Any], driver: str, prepare_threshold: object) -> None:
+def apply_prepare_threshold(
+    args: dict[str, Any], driver: str, prepare_threshold: object, *, pgbouncer: bool = False
+) -> None:
     """psycopg's ``prepare_threshold``: none/false turns server-side prepared statements off
-    (PgBouncer in transaction mode). A value in ``connect_args`` wins, and is read the same
-    way, so ``connect_args = { prepare_threshold = false }`` in TOML works too."""
+    (PgBouncer in transaction mode), and so does ``pgbouncer = true``. A value in
+    ``connect_args`` wins, and is read the same way, so ``connect_args = { prepare_threshold =
+    false }`` in TOML works too."""
     driver_args = dict(args.get("connect_args") or {})
     given = driver_args.get("prepare_threshold", prepare_threshold)
     if driver == "psycopg":
-        value = normalize_prepare_threshold(given)
+        value = prepare_threshold_for(given, pgbouncer=pgbouncer)
         if value != PSYCOPG_PREPARE_THRESHOLD or "prepare_threshold" in driver_args:
             args["connect_args"] = {**driver_args, "prepare_threshold": value}
+    elif pgbouncer:
+        # asyncpg prepares every statement under names of its own; what it needs behind PgBouncer
+        # (unique names, no statement cache) is not set up here.
+        raise ConfigurationError(
+            f"pgbouncer = true configures the psycopg driver, and this URL uses {driver}; "
+            "use a postgresql+psycopg:// URL"
+        )
     elif prepare_threshold != PSYCOPG_PREPARE_THRESHOLD:
         raise ConfigurationError(
             f"prepare_threshold is a setting of the psycopg driver, and this URL uses {driver}; "
