@@ -141,8 +141,11 @@ def test_routing_between_installed_backends(pg_url: str) -> None:
 def test_declared_options_cover_the_constructor() -> None:
     import inspect
 
-    accepted = set(inspect.signature(PostgresDatabase.__init__).parameters) - {"self", "url"}
-    from structum_lab.plugins.database import COMMON_OPTIONS
+    from structum_lab.plugins.database import COMMON_OPTIONS, ReplicaOptions
+
+    parameters = inspect.signature(PostgresDatabase.__init__).parameters
+    accepted = {name for name, p in parameters.items() if p.kind is not p.VAR_KEYWORD} - {"self", "url"}
+    accepted |= set(ReplicaOptions.__annotations__)  # **replication: Unpack[ReplicaOptions]
 
     assert accepted == (set(COMMON_OPTIONS) | set(OPTIONS)) - {"url", "backend"}
 

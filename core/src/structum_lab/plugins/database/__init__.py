@@ -46,7 +46,7 @@ from ._contract.features import Features
 from ._contract.health import HealthCheckResult, HealthStatus
 from ._contract.hookspecs import hookimpl
 from ._contract.notifications import Notification
-from ._contract.options import COMMON_OPTIONS, Option
+from ._contract.options import COMMON_OPTIONS, Option, ReplicaOptions
 from ._contract.protocols import (
     AsyncConnection,
     AsyncDatabaseInterface,
@@ -55,6 +55,7 @@ from ._contract.protocols import (
     Connection,
     DatabaseInterface,
     IsolationLevel,
+    MemberInfo,
     Params,
     PoolInfo,
     Result,
@@ -66,6 +67,8 @@ from ._contract.protocols import (
 )
 from ._contract.rows import Row
 from ._contract.url import DatabaseURL
+from ._engine.replicas import ReplicatedDatabase
+from ._engine.replicas_async import AsyncReplicatedDatabase
 from ._engine.retry import retry_on_conflict, run_transaction, run_transaction_async
 
 if TYPE_CHECKING:
@@ -79,6 +82,7 @@ __all__ = [
     "AsyncConnection",
     "AsyncDatabaseInterface",
     "AsyncPostgresDatabase",
+    "AsyncReplicatedDatabase",
     "AsyncResult",
     "AsyncScalarResult",
     "AsyncSQLAlchemyDatabase",
@@ -101,6 +105,7 @@ __all__ = [
     "HealthStatus",
     "IntegrityError",
     "IsolationLevel",
+    "MemberInfo",
     "MultipleResultsFound",
     "NoResultFound",
     "Notification",
@@ -114,6 +119,8 @@ __all__ = [
     "PostgresDatabase",
     "ProgrammingError",
     "QueryError",
+    "ReplicaOptions",
+    "ReplicatedDatabase",
     "Result",
     "Row",
     "ScalarResult",

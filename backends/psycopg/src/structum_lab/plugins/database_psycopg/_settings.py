@@ -19,6 +19,7 @@ from structum_lab.plugins.database.kit import (
     normalize_isolation,
     normalize_prepare_threshold,
     ping_budget,
+    prepare_threshold_for,
     resolve_statement_deadline,
 )
 
@@ -104,7 +105,9 @@ def resolve_settings(url: DatabaseURL, options: Mapping[str, Any], *, row_factor
         # trip fewer per transaction); psycopg would send its own, on a round trip of its own.
         "autocommit": True,
         "row_factory": row_factory,
-        "prepare_threshold": normalize_prepare_threshold(connect_args.pop("prepare_threshold", o["prepare_threshold"])),
+        "prepare_threshold": prepare_threshold_for(
+            connect_args.pop("prepare_threshold", o["prepare_threshold"]), pgbouncer=bool(o.get("pgbouncer"))
+        ),
     }
     connect_s: int | None = None
     if o["connect_timeout"]:

@@ -55,9 +55,22 @@ def to_sqlalchemy_url(url: DatabaseURL, *, is_async: bool) -> str:
     elif driver is None:
         driver = _SYNC_DRIVER.get(dialect)
     scheme = f"{dialect}+{driver}" if driver else dialect
-    return (
+    text = (
         url.with_scheme(scheme).render(hide_password=False) if scheme != url.scheme else url.render(hide_password=False)
     )
+    return _hosts_in_query(text, url.hosts) if url.hosts else text
+
+
+def _hosts_in_query(text: str, hosts: tuple[tuple[str, int | None], ...]) -> str:
+    """libpq's multi-host form ``h1:5432,h2:5433`` as SQLAlchemy writes it: ``?host=h1:5432&host=h2:5433``."""
+    head, _, rest = text.partition("://")
+    cut = min((i for i in (rest.find("/"), rest.find("?")) if i != -1), default=len(rest))
+    userinfo, at, _ = rest[:cut].rpartition("@")
+    tail = rest[cut:]
+    path, mark, query = tail.partition("?")
+    extra = "&".join(f"host={h}:{p}" if p else f"host={h}" for h, p in hosts)
+    query = f"{query}&{extra}" if mark and query else extra
+    return f"{head}://{userinfo}{at}{path or '/'}?{query}"
 
 
 def is_memory_sqlite(url: DatabaseURL) -> bool:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from structum_lab.config import ConfigProvider
@@ -16,9 +18,11 @@ from .registry import BackendInfo, get_registry
 from .settings import Settings, load_settings
 
 __all__ = [
+    "ConfiguredReplica",
     "accepted_options",
     "checked_options",
     "class_options",
+    "configured_replica",
     "connect",
     "connect_async",
     "from_config",
@@ -46,6 +50,35 @@ def checked_options(namespace: str, provider: ConfigProvider | None = None) -> t
         values, accepted, where=f"config namespace {namespace!r}", sources=settings.sources, raw=settings.raw
     )
     return info, checked
+
+
+_NAMESPACE = re.compile(r"[A-Za-z0-9_]+\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class ConfiguredReplica:
+    """A replica named by its config namespace, read and checked as ``from_config()`` reads one."""
+
+    namespace: str
+    backend: str
+    options: Mapping[str, Any] = field(repr=False)  # its URL may hold a password
+
+
+def configured_replica(namespace: str, provider: ConfigProvider | None = None) -> ConfiguredReplica:
+    info, checked = checked_options(namespace, provider)
+    return ConfiguredReplica(namespace, info.name, checked)
+
+
+def is_namespace(spec: object) -> bool:
+    """A replica written as a bare name (``"replica_db"``) is a config namespace, not a URL."""
+    return isinstance(spec, str) and _NAMESPACE.match(spec) is not None
+
+
+def _resolve_replicas(values: dict[str, Any], provider: ConfigProvider | None) -> None:
+    # Here, where the provider is known: the database classes never see it.
+    specs = values.get("replicas")
+    if isinstance(specs, list | tuple):
+        values["replicas"] = [configured_replica(s, provider) if is_namespace(s) else s for s in specs]
 
 
 def _open(
@@ -95,9 +128,12 @@ def connect_async(
     return db  # type: ignore[return-value]
 
 
-def _from_settings(settings: Settings, overrides: Mapping[str, Any], *, is_async: bool) -> Any:
+def _from_settings(
+    settings: Settings, overrides: Mapping[str, Any], *, is_async: bool, provider: ConfigProvider | None
+) -> Any:
     values = {**settings.values, **overrides}
     values.setdefault("name", settings.namespace)
+    _resolve_replicas(values, provider)
     return _open(
         values.get("url"),
         values.get("backend"),
@@ -115,7 +151,7 @@ def from_config(
 
     ``overrides`` win over the configuration (handy in tests).
     """
-    db = _from_settings(load_settings(namespace, provider), overrides, is_async=False)
+    db = _from_settings(load_settings(namespace, provider), overrides, is_async=False, provider=provider)
     return db  # type: ignore[no-any-return]
 
 
@@ -123,7 +159,7 @@ def from_config_async(
     namespace: str = "database", *, provider: ConfigProvider | None = None, **overrides: Any
 ) -> AsyncDatabaseInterface:
     """The asyncio counterpart of :func:`from_config`."""
-    db = _from_settings(load_settings(namespace, provider), overrides, is_async=True)
+    db = _from_settings(load_settings(namespace, provider), overrides, is_async=True, provider=provider)
     return db  # type: ignore[no-any-return]
 
 
@@ -153,6 +189,8 @@ def class_options(
             f"structum_lab.plugins.database.from_config({namespace!r}) to let the configuration choose"
         )
     accepted = accepted_options(info, is_async=is_async)
-    return validate_options(
+    checked = validate_options(
         values, accepted, where=f"config namespace {namespace!r}", sources=settings.sources, raw=settings.raw
     )
+    _resolve_replicas(checked, provider)
+    return checked

@@ -50,6 +50,9 @@ class DatabaseURL:
     database: str | None = None
     query: tuple[tuple[str, str], ...] = ()
     is_conninfo: bool = False
+    #: Every (host, port) of a libpq multi-host URL (``h1:5432,h2:5432``); empty for one host.
+    #: ``host`` then lists the names joined by commas and ``port`` is None.
+    hosts: tuple[tuple[str, int | None], ...] = ()
 
     @classmethod
     def parse(cls, url: str | DatabaseURL) -> DatabaseURL:
@@ -77,7 +80,8 @@ class DatabaseURL:
         try:
             # No fragments: libpq reads '#' as part of a value (a password), and so do we.
             parts = urlsplit(text, allow_fragments=False)
-            port = parts.port
+            hosts = _host_list(parts.netloc.rpartition("@")[2])
+            port = None if hosts else parts.port
         except ValueError as exc:
             raise ConfigurationError(f"cannot parse database URL {_shown(text)!r}: {_safe_reason(exc)}") from None
         if parts.netloc.count("@") > 1:
@@ -98,10 +102,11 @@ class DatabaseURL:
             scheme=scheme,
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password is not None else None,
-            host=parts.hostname,
+            host=",".join(h for h, _ in hosts) if hosts else parts.hostname,
             port=port,
             database=database,
             query=tuple(parse_qsl(parts.query, keep_blank_values=True)),
+            hosts=hosts,
         )
 
     @classmethod
@@ -113,16 +118,24 @@ class DatabaseURL:
                 val = re.sub(r"\\(.)", r"\1", val[1:-1])
             values[m.group(1).lower()] = val
         port = values.get("port")
+        host = values.get("host") or values.get("hostaddr")
+        hosts: tuple[tuple[str, int | None], ...] = ()
+        if host and "," in host:
+            ports = (port or "").split(",")
+            names = host.split(",")
+            ports = ports if len(ports) == len(names) else [ports[0]] * len(names)
+            hosts = tuple((h, int(p) if p.isdigit() else None) for h, p in zip(names, ports, strict=True))
         return cls(
             _raw=text,
             scheme="postgresql",
             username=values.get("user"),
             password=values.get("password"),
-            host=values.get("host") or values.get("hostaddr"),
+            host=host,
             port=int(port) if port and port.isdigit() else None,
             database=values.get("dbname"),
             query=tuple((k, v) for k, v in values.items() if k not in {"user", "password", "host", "port", "dbname"}),
             is_conninfo=True,
+            hosts=hosts,
         )
 
     # -- derived ------------------------------------------------------------------------
@@ -175,11 +188,37 @@ class DatabaseURL:
         query = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in kept)
         return DatabaseURL.parse(f"{head}?{query}" if query else head)
 
+    def with_query(self, key: str, value: str) -> DatabaseURL:
+        """The same URL with the query parameter (libpq: the keyword) ``key`` set to ``value``."""
+        if self.is_conninfo:
+            kept = re.sub(rf"(?:^|\s){re.escape(key)}\s*=\s*(?:'(?:[^'\\]|\\.)*'|\S+)", "", self._raw)
+            return DatabaseURL.parse(f"{kept.strip()} {key}={value}")
+        head = self.without_query_keys(key)._raw
+        joiner = "&" if "?" in head else "?"
+        return DatabaseURL.parse(f"{head}{joiner}{quote(key, safe='')}={quote(value, safe='')}")
+
     def __str__(self) -> str:
         return self.render()
 
     def __repr__(self) -> str:
         return f"DatabaseURL({self.render()!r})"
+
+
+def _host_list(hostport: str) -> tuple[tuple[str, int | None], ...]:
+    """The hosts of libpq's multi-host form ``h1:5432,[::1]:5433,h3`` (empty for one host)."""
+    if "," not in hostport:
+        return ()
+    hosts: list[tuple[str, int | None]] = []
+    for item in hostport.split(","):
+        if item.startswith("["):
+            name, _, rest = item[1:].partition("]")
+            port = rest[1:] if rest.startswith(":") else ""
+        else:
+            name, _, port = item.partition(":")
+        if port and not port.isdigit():
+            raise ValueError("Port could not be cast to integer value")
+        hosts.append((name, int(port) if port else None))
+    return tuple(hosts)
 
 
 def _secret_positions(url: str) -> list[tuple[int, int]]:

@@ -12,7 +12,7 @@ from typing import Final
 
 from .._contract.errors import ConfigurationError
 
-__all__ = ["PSYCOPG_PREPARE_THRESHOLD", "normalize_prepare_threshold"]
+__all__ = ["PSYCOPG_PREPARE_THRESHOLD", "normalize_prepare_threshold", "prepare_threshold_for"]
 
 #: psycopg's own default: prepare a statement after this many executions.
 PSYCOPG_PREPARE_THRESHOLD: Final = 5
@@ -42,3 +42,17 @@ def normalize_prepare_threshold(value: object) -> int | None:
         f"prepare_threshold must be a whole number >= 0, or none/false to disable prepared statements "
         f"(PgBouncer in transaction mode), got {value!r}"
     )
+
+
+def prepare_threshold_for(value: object, *, pgbouncer: bool) -> int | None:
+    """``prepare_threshold`` as psycopg gets it: off with ``pgbouncer = true``, which a count
+    other than psycopg's default contradicts."""
+    threshold = normalize_prepare_threshold(value)
+    if not pgbouncer:
+        return threshold
+    if threshold not in (None, PSYCOPG_PREPARE_THRESHOLD):
+        raise ConfigurationError(
+            f"prepare_threshold={threshold} contradicts pgbouncer = true: PgBouncer in transaction mode "
+            "breaks prepared statements; remove prepare_threshold"
+        )
+    return None

@@ -60,6 +60,8 @@ def _masked(key: str, value: Any) -> Any:
         return mask_url(value)
     if isinstance(value, Mapping):
         return {k: _masked(str(k), v) for k, v in value.items()}
+    if isinstance(value, list | tuple):  # replicas = ["postgresql://app:secret@...", ...]
+        return [_masked(key, v) for v in value]
     return value
 
 
