@@ -27,7 +27,7 @@ def _requirements(dist: str) -> dict[str, set[str]]:
     by_extra: dict[str, set[str]] = {}
     for text in distribution(dist).requires or []:
         req = Requirement(text)
-        for extra in ("sqlalchemy", "postgres", "mysql", "asyncio", "all", "fastapi"):
+        for extra in ("sqlalchemy", "postgres", "mysql", "asyncio", "all", "fastapi", "prometheus", "opentelemetry"):
             if req.marker is not None and req.marker.evaluate({"extra": extra}):
                 shown = f"{req.name}[{','.join(sorted(req.extras))}]" if req.extras else req.name
                 by_extra.setdefault(extra, set()).add(f"{shown}{req.specifier}")
@@ -42,11 +42,16 @@ def test_extras_pull_in_the_backends_and_their_drivers() -> None:
     assert by_extra["mysql"] == {"structum-database-sqlalchemy[mysql]==0.1.0"}
     assert by_extra["asyncio"] == {"structum-database-sqlalchemy[asyncio,postgres]==0.1.0"}
     # [all] makes every example of the spec and docs/ work: both backends, async, MySQL, FastAPI
+    # and the observers' libraries (docs/observability.md)
     assert by_extra["all"] == {
         "structum-database-sqlalchemy[asyncio,mysql,postgres]==0.1.0",
         "structum-database-psycopg==0.1.0",
         "fastapi>=0.121",
+        "prometheus-client>=0.20",
+        "opentelemetry-api>=1.27",
     }
+    assert by_extra["prometheus"] == {"prometheus-client>=0.20"}
+    assert by_extra["opentelemetry"] == {"opentelemetry-api>=1.27"}
     sqlalchemy = _requirements("structum-database-sqlalchemy")
     assert any(r.startswith("greenlet") or "sqlalchemy[asyncio]" in r for r in sqlalchemy["asyncio"])
     assert {"aiosqlite>=0.19", "psycopg[binary]>=3.1"} <= sqlalchemy["asyncio"]

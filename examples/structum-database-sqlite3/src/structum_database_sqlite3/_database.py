@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from structum_lab.plugins.database import DatabaseURL
@@ -59,6 +59,8 @@ class Sqlite3Database(EngineDatabase[Sqlite3Connection]):
         name: str | None = None,
         strict_params: bool = False,
         echo: bool = False,
+        observers: Sequence[str] | None = None,
+        observer_options: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         parsed, options = self._setup(url, locals())  # checked as connect() checks them
         self._attach(self.driver_class(parsed, options), Sqlite3Connection)
