@@ -1,8 +1,10 @@
-"""BEGIN travels with the first statement (psycopg backend): round trips counted through a proxy.
+"""BEGIN travels with the first statement: round trips counted through a proxy, on both
+backends that reach psycopg (the psycopg backend, SQLAlchemy on ``postgresql+psycopg``).
 
 ``BEGIN; SELECT 1; COMMIT`` costs 2 round trips instead of raw psycopg_pool's 3, an empty
-transaction none, and the semantics stay: the error at its statement, nothing visible
-before COMMIT, isolation and read-only applied, the whole transaction rolled back.
+transaction none, ``db.execute()`` one, and the semantics stay: the error at its
+statement, nothing visible before COMMIT, isolation and read-only applied, the whole
+transaction rolled back. (SQLAlchemy-only behaviour: tests/sqlalchemy/test_sa_round_trips.)
 """
 
 from __future__ import annotations
@@ -26,15 +28,28 @@ def proxy(pg_url: str) -> Iterator[RoundTripProxy]:
     counting.close()
 
 
-@pytest.fixture
-async def db(proxy: RoundTripProxy, pg_schema_url: str) -> AsyncIterator[Any]:
-    schema_query = pg_schema_url.partition("?")[2]
-    url = f"{proxy.url()}?{schema_query}"
+async def _opened(proxy: RoundTripProxy, pg_schema_url: str, backend: str) -> Any:
+    url = f"{proxy.url()}?{pg_schema_url.partition('?')[2]}"
+    if backend == "sqlalchemy":
+        url = url.replace("postgresql://", "postgresql+psycopg://", 1)
     opener = structum.connect_async  # sync: opener = structum.connect
-    database = opener(url, backend="psycopg", pool_size=1, max_overflow=0)
+    database = opener(url, backend=backend, pool_size=1, max_overflow=0)
     async with database.transaction() as conn:
         await conn.execute("CREATE TABLE rt (id INTEGER PRIMARY KEY, v INTEGER)")
     await (await database.execute("SELECT 1")).fetchall()  # the pool's one connection is open and warm
+    return database
+
+
+@pytest.fixture(params=["psycopg", "sqlalchemy"])
+async def db(request: pytest.FixtureRequest, proxy: RoundTripProxy, pg_schema_url: str) -> AsyncIterator[Any]:
+    database = await _opened(proxy, pg_schema_url, request.param)
+    yield database
+    await database.shutdown()
+
+
+@pytest.fixture
+async def psycopg_db(proxy: RoundTripProxy, pg_schema_url: str) -> AsyncIterator[Any]:
+    database = await _opened(proxy, pg_schema_url, "psycopg")
     yield database
     await database.shutdown()
 
@@ -50,7 +65,7 @@ async def test_a_transaction_costs_two_round_trips_and_an_empty_one_none(db: Any
     with proxy.counting() as trips:
         async with db.transaction() as conn:
             assert await (await conn.execute("SELECT 1 AS one")).scalar() == 1
-    assert trips.count == 2  # BEGIN + SELECT in one message, then COMMIT
+    assert trips.count == 2  # BEGIN + SELECT in one message, then COMMIT: no pre-ping, no BEGIN of its own
     with proxy.counting() as trips:
         async with db.transaction():
             pass
@@ -62,11 +77,13 @@ async def test_a_transaction_costs_two_round_trips_and_an_empty_one_none(db: Any
     assert trips.count == 6  # one per statement, BEGIN riding on the first, and COMMIT
 
 
-def test_raw_psycopg_pays_three(proxy: RoundTripProxy) -> None:
-    with psycopg.connect(proxy.url()) as raw, proxy.counting() as trips:
-        raw.execute("SELECT 1").fetchall()
-        raw.commit()
-    assert trips.count == 3
+async def test_db_execute_costs_one_round_trip(db: Any, proxy: RoundTripProxy) -> None:
+    with proxy.counting() as trips:
+        assert await (await db.execute("SELECT :n AS n", {"n": 7})).scalar() == 7
+    assert trips.count == 1  # no pre-ping inside the window, no BEGIN/COMMIT, no reset on return
+    with proxy.counting() as trips:
+        await db.execute("INSERT INTO rt (id, v) VALUES (1, 1)")
+    assert trips.count == 1
 
 
 async def test_nothing_is_visible_before_commit_and_all_of_it_after(db: Any, pg_schema_url: str) -> None:
@@ -94,6 +111,9 @@ async def test_an_error_surfaces_at_its_statement_and_everything_is_rolled_back(
             await conn.execute("INSERT INTO rt (id, v) VALUES (3, 3)")
             _ = 1 / 0
     assert observed(pg_schema_url) == [(1, 1)]
+    async with db.transaction() as conn:  # the connection is clean afterwards
+        await conn.execute("INSERT INTO rt (id, v) VALUES (4, 4)")
+    assert observed(pg_schema_url) == [(1, 1), (4, 4)]
 
 
 async def test_isolation_and_readonly_go_with_the_begin(db: Any, proxy: RoundTripProxy) -> None:
@@ -108,6 +128,8 @@ async def test_isolation_and_readonly_go_with_the_begin(db: Any, proxy: RoundTri
             await conn.execute("INSERT INTO rt (id, v) VALUES (9, 9)")
     async with db.transaction() as conn:  # the next transaction is neither
         assert await (await conn.execute("SELECT current_setting('transaction_read_only') AS r")).scalar() == "off"
+        level = await (await conn.execute("SELECT current_setting('transaction_isolation') AS l")).scalar()
+        assert level == "read committed"
 
 
 async def test_get_connection_begins_each_transaction_with_its_first_statement(
@@ -123,12 +145,23 @@ async def test_get_connection_begins_each_transaction_with_its_first_statement(
         await conn.execute("INSERT INTO rt (id, v) VALUES (2, 2)")
         await conn.rollback()
         assert observed(pg_schema_url) == [(1, 1)]
+        await conn.execute("INSERT INTO rt (id, v) VALUES (3, 3)")
+        assert observed(pg_schema_url) == [(1, 1)]
+        await conn.commit()
+        assert observed(pg_schema_url) == [(1, 1), (3, 3)]
     finally:
         await conn.close()
 
 
-async def test_the_driver_connection_is_inside_the_transaction(db: Any, pg_schema_url: str) -> None:
-    async with db.transaction() as conn:
+def test_raw_psycopg_pays_three(proxy: RoundTripProxy) -> None:
+    with psycopg.connect(proxy.url()) as raw, proxy.counting() as trips:
+        raw.execute("SELECT 1").fetchall()
+        raw.commit()
+    assert trips.count == 3
+
+
+async def test_the_driver_connection_is_inside_the_transaction(psycopg_db: Any, pg_schema_url: str) -> None:
+    async with psycopg_db.transaction() as conn:
         if ASYNC:  # ASYNC
             # a property cannot send BEGIN on asyncio: the escape hatch says so until start()
             with pytest.raises(TransactionError, match="has not begun yet"):

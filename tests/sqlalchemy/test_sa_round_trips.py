@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from _roundtrips import RoundTripProxy
 
 import structum_lab.plugins.database as structum
-from structum_lab.plugins.database import DatabaseError, IntegrityError
+from structum_lab.plugins.database import IntegrityError
 from structum_lab.plugins.database_sqlalchemy import _liveness
 
 
@@ -62,72 +62,6 @@ def test_the_flavour_declares_deferred_begin_and_pipelining(db: Any) -> None:
     assert db.features.deferred_begin and db.features.pipelining and db.features.autocommit
 
 
-def test_a_transaction_costs_two_round_trips_and_an_empty_one_none(db: Any, proxy: RoundTripProxy) -> None:
-    with db.transaction() as conn:
-        (conn.execute("SELECT 1")).fetchall()  # warm: the pre-ping window is open now
-    with proxy.counting() as trips, db.transaction() as conn:
-        assert (conn.execute("SELECT 1 AS one")).scalar() == 1
-    assert trips.count == 2  # BEGIN + SELECT in one message, then COMMIT: no pre-ping, no BEGIN of its own
-    with proxy.counting() as trips, db.transaction():
-        pass
-    assert trips.count == 0
-    with proxy.counting() as trips, db.transaction() as conn:
-        for i in range(5):
-            conn.execute("SELECT :i AS i", {"i": i})
-    assert trips.count == 6  # one per statement, BEGIN riding on the first, and COMMIT
-
-
-def test_db_execute_costs_one_round_trip(db: Any, proxy: RoundTripProxy) -> None:
-    with proxy.counting() as trips:
-        assert (db.execute("SELECT :n AS n", {"n": 7})).scalar() == 7
-    assert trips.count == 1  # no pre-ping inside the window, no BEGIN/COMMIT, no reset on return
-    with proxy.counting() as trips:
-        db.execute("INSERT INTO rt (id, v) VALUES (1, 1)")
-    assert trips.count == 1
-
-
-def test_nothing_is_visible_before_commit_and_all_of_it_after(db: Any, pg_schema_url: str) -> None:
-    with db.transaction() as conn:
-        conn.execute("INSERT INTO rt (id, v) VALUES (:id, :v)", {"id": 1, "v": -2147483648})
-        conn.execute("INSERT INTO rt (id, v) VALUES (2, 20)")
-        assert observed(pg_schema_url) == []
-    assert observed(pg_schema_url) == [(1, -2147483648), (2, 20)]  # the first statement's value, bound exactly
-
-
-def test_an_error_surfaces_at_its_statement_and_everything_is_rolled_back(db: Any, pg_schema_url: str) -> None:
-    with db.transaction() as conn:
-        conn.execute("INSERT INTO rt (id, v) VALUES (1, 1)")
-    failed_at = ""
-    with pytest.raises(IntegrityError, match="duplicate key"), db.transaction() as conn:
-        failed_at = "the first statement"
-        conn.execute("INSERT INTO rt (id, v) VALUES (:id, 2)", {"id": 1})  # goes with BEGIN, and fails
-        failed_at = "after it"
-    assert failed_at == "the first statement"
-    assert observed(pg_schema_url) == [(1, 1)]
-    with pytest.raises(ZeroDivisionError), db.transaction() as conn:
-        conn.execute("INSERT INTO rt (id, v) VALUES (2, 2)")
-        conn.execute("INSERT INTO rt (id, v) VALUES (3, 3)")
-        _ = 1 / 0
-    assert observed(pg_schema_url) == [(1, 1)]
-    with db.transaction() as conn:  # the connection is clean afterwards
-        conn.execute("INSERT INTO rt (id, v) VALUES (4, 4)")
-    assert observed(pg_schema_url) == [(1, 1), (4, 4)]
-
-
-def test_isolation_and_readonly_go_with_the_begin(db: Any, proxy: RoundTripProxy) -> None:
-    with proxy.counting() as trips, db.transaction(isolation="serializable", readonly=True) as conn:
-        level = (conn.execute("SELECT current_setting('transaction_isolation') AS l")).scalar()
-        readonly = (conn.execute("SELECT current_setting('transaction_read_only') AS r")).scalar()
-    assert (level, readonly) == ("serializable", "on")
-    assert trips.count == 3
-    with pytest.raises(DatabaseError, match="read-only transaction"), db.transaction(readonly=True) as conn:
-        conn.execute("INSERT INTO rt (id, v) VALUES (9, 9)")
-    with db.transaction() as conn:  # the next transaction is neither
-        assert (conn.execute("SELECT current_setting('transaction_read_only') AS r")).scalar() == "off"
-        level = (conn.execute("SELECT current_setting('transaction_isolation') AS l")).scalar()
-        assert level == "read committed"
-
-
 def test_the_isolation_level_option_goes_into_every_begin(proxy: RoundTripProxy, pg_schema_url: str) -> None:
     database = _open(proxied_url(proxy, pg_schema_url), isolation_level="repeatable_read")
     try:
@@ -140,27 +74,6 @@ def test_the_isolation_level_option_goes_into_every_begin(proxy: RoundTripProxy,
         assert trips.count == 2
     finally:
         database.shutdown()
-
-
-def test_get_connection_begins_each_transaction_with_its_first_statement(
-    db: Any, proxy: RoundTripProxy, pg_schema_url: str
-) -> None:
-    conn = db.get_connection()
-    try:
-        with proxy.counting() as trips:
-            conn.execute("INSERT INTO rt (id, v) VALUES (1, 1)")
-            conn.commit()
-            conn.commit()  # nothing ran since: no round trip
-        assert trips.count == 2 and observed(pg_schema_url) == [(1, 1)]
-        conn.execute("INSERT INTO rt (id, v) VALUES (2, 2)")
-        conn.rollback()
-        assert observed(pg_schema_url) == [(1, 1)]
-        conn.execute("INSERT INTO rt (id, v) VALUES (3, 3)")
-        assert observed(pg_schema_url) == [(1, 1)]
-        conn.commit()
-        assert observed(pg_schema_url) == [(1, 1), (3, 3)]
-    finally:
-        conn.close()
 
 
 def test_sqlalchemy_core_first_in_a_transaction_is_inside_it(db: Any, pg_schema_url: str) -> None:

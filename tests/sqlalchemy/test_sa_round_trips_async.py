@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from _roundtrips import RoundTripProxy
 
 import structum_lab.plugins.database as structum
-from structum_lab.plugins.database import DatabaseError, IntegrityError
+from structum_lab.plugins.database import IntegrityError
 from structum_lab.plugins.database.kit import ASYNC
 from structum_lab.plugins.database_sqlalchemy import _liveness
 
@@ -60,79 +60,6 @@ async def test_the_flavour_declares_deferred_begin_and_pipelining(db: Any) -> No
     assert db.features.deferred_begin and db.features.pipelining and db.features.autocommit
 
 
-async def test_a_transaction_costs_two_round_trips_and_an_empty_one_none(db: Any, proxy: RoundTripProxy) -> None:
-    async with db.transaction() as conn:
-        await (await conn.execute("SELECT 1")).fetchall()  # warm: the pre-ping window is open now
-    with proxy.counting() as trips:
-        async with db.transaction() as conn:
-            assert await (await conn.execute("SELECT 1 AS one")).scalar() == 1
-    assert trips.count == 2  # BEGIN + SELECT in one message, then COMMIT: no pre-ping, no BEGIN of its own
-    with proxy.counting() as trips:
-        async with db.transaction():
-            pass
-    assert trips.count == 0
-    with proxy.counting() as trips:
-        async with db.transaction() as conn:
-            for i in range(5):
-                await conn.execute("SELECT :i AS i", {"i": i})
-    assert trips.count == 6  # one per statement, BEGIN riding on the first, and COMMIT
-
-
-async def test_db_execute_costs_one_round_trip(db: Any, proxy: RoundTripProxy) -> None:
-    with proxy.counting() as trips:
-        assert await (await db.execute("SELECT :n AS n", {"n": 7})).scalar() == 7
-    assert trips.count == 1  # no pre-ping inside the window, no BEGIN/COMMIT, no reset on return
-    with proxy.counting() as trips:
-        await db.execute("INSERT INTO rt (id, v) VALUES (1, 1)")
-    assert trips.count == 1
-
-
-async def test_nothing_is_visible_before_commit_and_all_of_it_after(db: Any, pg_schema_url: str) -> None:
-    async with db.transaction() as conn:
-        await conn.execute("INSERT INTO rt (id, v) VALUES (:id, :v)", {"id": 1, "v": -2147483648})
-        await conn.execute("INSERT INTO rt (id, v) VALUES (2, 20)")
-        assert observed(pg_schema_url) == []
-    assert observed(pg_schema_url) == [(1, -2147483648), (2, 20)]  # the first statement's value, bound exactly
-
-
-async def test_an_error_surfaces_at_its_statement_and_everything_is_rolled_back(db: Any, pg_schema_url: str) -> None:
-    async with db.transaction() as conn:
-        await conn.execute("INSERT INTO rt (id, v) VALUES (1, 1)")
-    failed_at = ""
-    with pytest.raises(IntegrityError, match="duplicate key"):
-        async with db.transaction() as conn:
-            failed_at = "the first statement"
-            await conn.execute("INSERT INTO rt (id, v) VALUES (:id, 2)", {"id": 1})  # goes with BEGIN, and fails
-            failed_at = "after it"
-    assert failed_at == "the first statement"
-    assert observed(pg_schema_url) == [(1, 1)]
-    with pytest.raises(ZeroDivisionError):
-        async with db.transaction() as conn:
-            await conn.execute("INSERT INTO rt (id, v) VALUES (2, 2)")
-            await conn.execute("INSERT INTO rt (id, v) VALUES (3, 3)")
-            _ = 1 / 0
-    assert observed(pg_schema_url) == [(1, 1)]
-    async with db.transaction() as conn:  # the connection is clean afterwards
-        await conn.execute("INSERT INTO rt (id, v) VALUES (4, 4)")
-    assert observed(pg_schema_url) == [(1, 1), (4, 4)]
-
-
-async def test_isolation_and_readonly_go_with_the_begin(db: Any, proxy: RoundTripProxy) -> None:
-    with proxy.counting() as trips:
-        async with db.transaction(isolation="serializable", readonly=True) as conn:
-            level = await (await conn.execute("SELECT current_setting('transaction_isolation') AS l")).scalar()
-            readonly = await (await conn.execute("SELECT current_setting('transaction_read_only') AS r")).scalar()
-    assert (level, readonly) == ("serializable", "on")
-    assert trips.count == 3
-    with pytest.raises(DatabaseError, match="read-only transaction"):
-        async with db.transaction(readonly=True) as conn:
-            await conn.execute("INSERT INTO rt (id, v) VALUES (9, 9)")
-    async with db.transaction() as conn:  # the next transaction is neither
-        assert await (await conn.execute("SELECT current_setting('transaction_read_only') AS r")).scalar() == "off"
-        level = await (await conn.execute("SELECT current_setting('transaction_isolation') AS l")).scalar()
-        assert level == "read committed"
-
-
 async def test_the_isolation_level_option_goes_into_every_begin(proxy: RoundTripProxy, pg_schema_url: str) -> None:
     database = _open(proxied_url(proxy, pg_schema_url), isolation_level="repeatable_read")
     try:
@@ -146,27 +73,6 @@ async def test_the_isolation_level_option_goes_into_every_begin(proxy: RoundTrip
         assert trips.count == 2
     finally:
         await database.shutdown()
-
-
-async def test_get_connection_begins_each_transaction_with_its_first_statement(
-    db: Any, proxy: RoundTripProxy, pg_schema_url: str
-) -> None:
-    conn = await db.get_connection()
-    try:
-        with proxy.counting() as trips:
-            await conn.execute("INSERT INTO rt (id, v) VALUES (1, 1)")
-            await conn.commit()
-            await conn.commit()  # nothing ran since: no round trip
-        assert trips.count == 2 and observed(pg_schema_url) == [(1, 1)]
-        await conn.execute("INSERT INTO rt (id, v) VALUES (2, 2)")
-        await conn.rollback()
-        assert observed(pg_schema_url) == [(1, 1)]
-        await conn.execute("INSERT INTO rt (id, v) VALUES (3, 3)")
-        assert observed(pg_schema_url) == [(1, 1)]
-        await conn.commit()
-        assert observed(pg_schema_url) == [(1, 1), (3, 3)]
-    finally:
-        await conn.close()
 
 
 async def test_sqlalchemy_core_first_in_a_transaction_is_inside_it(db: Any, pg_schema_url: str) -> None:
