@@ -6,21 +6,15 @@ Both sides get the same pool size and settings, so only the layer differs.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-import sqlalchemy as sa
-from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
-
-from structum_lab.plugins.database import AsyncSQLAlchemyDatabase, SQLAlchemyDatabase
 
 try:
     from structum_lab.plugins.database import AsyncPostgresDatabase, PostgresDatabase
@@ -29,7 +23,8 @@ except Exception:  # pragma: no cover - the psycopg backend is optional
 
 NOTES = """\
 Notes:
-- `pooled_tx`: `BEGIN; SELECT 1; COMMIT` on a pooled connection (3 round trips both sides).
+- `pooled_tx`: `BEGIN; SELECT 1; COMMIT` on a pooled connection (raw: 3 round trips; on the
+  psycopg backend BEGIN travels with the SELECT: 2, hence its target of 1.25x raw's throughput).
 - `point_read`: one row by primary key as a dict, in a transaction; the layer takes `:id`
   with a dict, the raw driver its native style (`%s` for psycopg, `text()` for SQLAlchemy).
 - `fetch_50k`: 50,000 rows as dict-like rows (psycopg `dict_row`; SQLAlchemy `.all()` rows).
@@ -41,6 +36,31 @@ Notes:
 - `single_read (db.execute)`: beyond the raw driver. The layer's `db.execute()` runs one
   statement in autocommit (1 round trip) where the naive raw code opens a transaction
   (BEGIN, SELECT, COMMIT: 3 round trips); a ratio below 1 is the gain.
+- `tpcb_like`: pgbench's TPC-B-like transaction (UPDATE an account, SELECT its balance,
+  UPDATE a teller and a branch, INSERT into the history; aid, tid, bid and delta drawn as
+  pgbench draws them at scale 1), 4 threads on a pool of 4, in a database of its own set up
+  with `pgbench -i -s 1` and dropped at the end (the history is truncated and the small tables
+  vacuumed before every run of every side). The baseline is raw psycopg_pool, one statement
+  per round trip; against it: pgbench, the C client (`pgbench -n -b tpcb-like -c 4 -j 4 -T
+  <secs>`, its "tps ... without initial connection time"; its client CPU is the child's), the
+  layer by default (the SELECT read with `.scalar()` inside the block) and with
+  `transaction(pipeline=True)` (the SELECT's result read after the block, so nothing forces a
+  flush before the end: BEGIN ... COMMIT can go in one round trip). A backend without
+  pipelining runs that block statement by statement and the row says so. The pipeline rows
+  also compare with pgbench, repetition by repetition (`vs pgbench` in the notes); their
+  targets (>= 1.8x raw's throughput, >= 1.0x pgbench's) apply on the psycopg backend and on
+  any backend whose `features.pipelining` is true.
+- `observers`: `pooled_tx` (psycopg backend, pool of 4, half its transactions) without an
+  observer and with each first-party one (bench/observer_workload.py): `logging` with its
+  logger below DEBUG (the production case: one level check per event) and at DEBUG into a
+  `NullHandler` (every record made), `prometheus` (a registry of its own), `opentelemetry`
+  (the SDK, in-memory span exporter and metric reader). Each observer row's notes compare it
+  with the `no observer` row: wall ratio and client CPU per operation (the steadier figure).
+- `round trips per op`: counted in a separate short pass after the timed ones, not while
+  timing: the same code of each side, run through a TCP proxy that counts the client's turns
+  (one or more messages sent before it waits for the server), after a warm-up, divided by the
+  operations (pgbench's: the difference between two runs of different lengths, so that its
+  connection setup drops out).
 - `client CPU per op`: this process's CPU time (all its threads) per operation, median of
   the repetitions. It leaves out the time the machine gives to other tenants, which on a
   shared VM swings single repetitions by 30 % or more (see the min-max of the ratios), so
@@ -71,8 +91,12 @@ on either side from one run to the next.
 #: the rest of the machine spoils a few pairs (and the median ignores them), not a few
 #: long ones.
 SHORT_WORKLOADS = frozenset(
-    {"pooled_tx", "point_read", "single_read (db.execute)", "async_50_tasks_pool_10", "health_check"}
+    {"pooled_tx", "point_read", "single_read (db.execute)", "async_50_tasks_pool_10", "health_check", "observers"}
 )
+
+
+#: The transaction workloads whose round trips per operation are counted (tests/_roundtrips.py).
+ROUND_TRIP_WORKLOADS = frozenset({"pooled_tx", "point_read", "single_read (db.execute)", "tpcb_like"})
 
 
 @dataclass
@@ -83,14 +107,23 @@ class Scale:
     rows: int
     thread_tx: int
     async_reads: int
+    tpcb_tx: int = 300  # TPC-B-like transactions per thread (4 threads)
+    pgbench_secs: int = 1  # pgbench -T
 
     @classmethod
     def full(cls) -> Scale:
-        return cls(reps=7, short_reps=21, tx=500, rows=50_000, thread_tx=250, async_reads=20)
+        return cls(
+            reps=7, short_reps=21, tx=500, rows=50_000, thread_tx=250, async_reads=20, tpcb_tx=400, pgbench_secs=1
+        )
 
     @classmethod
     def quick(cls) -> Scale:
-        return cls(reps=3, short_reps=5, tx=300, rows=20_000, thread_tx=60, async_reads=10)
+        return cls(reps=3, short_reps=5, tx=300, rows=20_000, thread_tx=60, async_reads=10, tpcb_tx=150, pgbench_secs=1)
+
+    @classmethod
+    def counting(cls) -> Scale:
+        """The round-trip pass: a few operations of each side (they are counted, not timed)."""
+        return cls(reps=1, short_reps=1, tx=20, rows=1_000, thread_tx=5, async_reads=2, tpcb_tx=10, pgbench_secs=1)
 
     def reps_for(self, workload: str) -> int:
         return self.short_reps if workload in SHORT_WORKLOADS else self.reps
@@ -112,6 +145,41 @@ class Workload:
         return self.notes
 
 
+#: What a side of a multi-sided workload measured: wall seconds and client CPU seconds
+#: (this process's, or a child's for pgbench) for the workload's ``ops`` operations.
+Measured = tuple[float, float]
+
+
+@dataclass
+class Side:
+    """One side of a multi-sided workload, compared with the workload's baseline."""
+
+    backend: str
+    run: Callable[[], Measured] | None = None
+    skipped: str | None = None  # why it did not run (the row says so)
+    target: float | None = None  # at least this many times the baseline's throughput
+    vs: tuple[str, float] | None = None  # (another side's backend, at least this many times its throughput)
+    #: Round trips per operation when the generic count (run once through the counting proxy,
+    #: divide by ops) does not fit; called with the proxy's ``counting`` context factory.
+    count: Callable[[Callable[[], contextlib.AbstractContextManager[Any]]], float] | None = None
+    notes: dict[str, str] = field(default_factory=dict)
+    #: Another side's backend to compare with in the notes (wall ratio, client CPU per op),
+    #: without a target: e.g. each observer against the layer without observers.
+    baseline: str | None = None
+
+
+@dataclass
+class MultiWorkload:
+    """A baseline and several sides, measured interleaved in one run (one row per side)."""
+
+    name: str
+    raw_label: str
+    unit: str
+    ops: int
+    context: Callable[[], contextlib.AbstractContextManager[tuple[Callable[[], Measured], list[Side]]]]
+    reset: Callable[[], None] | None = None  # before every run of every side, outside the timing
+
+
 def server_version(url: str) -> str:
     with psycopg.connect(url) as conn:
         return "PostgreSQL " + str(conn.execute("SHOW server_version").fetchone()[0]).split()[0]  # type: ignore[index]
@@ -121,6 +189,19 @@ def _timed(fn: Callable[[], object]) -> float:
     started = time.perf_counter()
     fn()
     return time.perf_counter() - started
+
+
+def _measured(fn: Callable[[], object]) -> Measured:
+    cpu = time.process_time()
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started, time.process_time() - cpu
+
+
+def with_database(url: str, name: str) -> str:
+    """``url`` pointing at another database of the same server."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + name))
 
 
 def _prepare_tables(url: str, rows: int) -> None:
@@ -168,610 +249,35 @@ def _wait_note(waits: list[float]) -> str:
     return f"max {max(ordered) * 1000:.1f} ms, p99 {p99 * 1000:.2f} ms"
 
 
-# --- psycopg -------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def prepared(url: str, scale: Scale, names: Collection[str] | None = None) -> Iterator[None]:
+    """The bench's own tables for the run: ``bench_users``/``bench_bulk`` in the database of
+    ``url`` and, when ``tpcb_like`` runs, pgbench's tables in a database of their own
+    (``structum_bench``: created, initialised with ``pgbench -i -s 1``, dropped at the end)."""
+    from tpcb_workload import create_tpcb_database, drop_tpcb_database  # it imports this module
 
-
-def psycopg_workloads(url: str, scale: Scale) -> list[Workload]:
-    if PostgresDatabase is None:
-        return []
-    work: list[Workload] = []
-    users = scale.rows
-
-    @contextlib.contextmanager
-    def pools(size: int = 4) -> Iterator[tuple[ConnectionPool, Any]]:
-        raw = ConnectionPool(url, min_size=size, max_size=size, open=True, kwargs={"row_factory": dict_row})
-        raw.wait()
-        layer = PostgresDatabase(url, pool_size=size, max_overflow=0)
-        try:
-            yield raw, layer
-        finally:
-            raw.close()
-            layer.shutdown()
-
-    @contextlib.contextmanager
-    def pooled_tx() -> Iterator[tuple[Callable[[], float], Callable[[], float]]]:
-        with pools() as (raw_pool, db):
-
-            def raw() -> float:
-                def go() -> None:
-                    for _ in range(scale.tx):
-                        with raw_pool.connection() as conn:
-                            conn.execute("SELECT 1").fetchone()
-
-                return _timed(go)
-
-            def layer() -> float:
-                def go() -> None:
-                    for _ in range(scale.tx):
-                        with db.transaction() as conn:
-                            conn.execute("SELECT 1").fetchone()
-
-                return _timed(go)
-
-            yield raw, layer
-
-    work.append(Workload("pooled_tx", "psycopg", "psycopg_pool", "tx/s", scale.tx, pooled_tx, 1.05))
-
-    @contextlib.contextmanager
-    def point_read() -> Iterator[tuple[Callable[[], float], Callable[[], float]]]:
-        with pools() as (raw_pool, db):
-
-            def raw() -> float:
-                def go() -> None:
-                    for i in range(scale.tx):
-                        with raw_pool.connection() as conn:
-                            conn.execute("SELECT * FROM bench_users WHERE id = %s", (i % users + 1,)).fetchone()
-
-                return _timed(go)
-
-            def layer() -> float:
-                def go() -> None:
-                    for i in range(scale.tx):
-                        with db.transaction() as conn:
-                            conn.execute("SELECT * FROM bench_users WHERE id = :id", {"id": i % users + 1}).fetchone()
-
-                return _timed(go)
-
-            yield raw, layer
-
-    work.append(Workload("point_read", "psycopg", "psycopg_pool + dict_row", "reads/s", scale.tx, point_read, 1.05))
-
-    @contextlib.contextmanager
-    def single_read() -> Iterator[tuple[Callable[[], float], Callable[[], float]]]:
-        with pools() as (raw_pool, db):
-
-            def raw() -> float:
-                def go() -> None:
-                    for i in range(scale.tx):
-                        with raw_pool.connection() as conn:
-                            conn.execute("SELECT * FROM bench_users WHERE id = %s", (i % users + 1,)).fetchone()
-
-                return _timed(go)
-
-            def layer() -> float:
-                def go() -> None:
-                    for i in range(scale.tx):
-                        db.execute("SELECT * FROM bench_users WHERE id = :id", {"id": i % users + 1}).fetchone()
-
-                return _timed(go)
-
-            yield raw, layer
-
-    work.append(
-        Workload(
-            "single_read (db.execute)",
-            "psycopg",
-            "naive pool.connection() read (3 round trips)",
-            "reads/s",
-            scale.tx,
-            single_read,
-        )
-    )
-
-    @contextlib.contextmanager
-    def fetch_rows() -> Iterator[tuple[Callable[[], float], Callable[[], float]]]:
-        with pools() as (raw_pool, db):
-
-            def raw() -> float:
-                with raw_pool.connection() as conn:
-                    return _timed(lambda: conn.execute("SELECT * FROM bench_users").fetchall() and None)
-
-            def layer() -> float:
-                with db.transaction() as conn:
-                    return _timed(lambda: conn.execute("SELECT * FROM bench_users").fetchall() and None)
-
-            yield raw, layer
-
-    work.append(Workload(f"fetch_{users // 1000}k", "psycopg", "dict_row", "rows/s", users, fetch_rows, 1.10))
-
-    rows = [(i, f"user{i}", f"user{i}@example.com", i % 100) for i in range(scale.rows)]
-    dict_rows = [{"id": r[0], "u": r[1], "e": r[2], "s": r[3]} for r in rows]
-
-    def truncate() -> None:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("TRUNCATE bench_bulk")
-
-    @contextlib.contextmanager
-    def executemany() -> Iterator[tuple[Callable[[], float], Callable[[], float]]]:
-        with pools() as (raw_pool, db):
-
-            def raw() -> float:
-                truncate()
-                with raw_pool.connection() as conn, conn.cursor() as cur:
-                    return _timed(lambda: cur.executemany("INSERT INTO bench_bulk VALUES (%s, %s, %s, %s)", rows))
-
-            def layer() -> float:
-                truncate()
-                with db.transaction() as conn:
-                    return _timed(
-                        lambda: conn.executemany("INSERT INTO bench_bulk VALUES (:id, :u, :e, :s)", dict_rows) and None
-                    )
-
-            yield raw, layer
-
-    work.append(
-        Workload(
-            f"executemany_{scale.rows // 1000}k",
-            "psycopg",
-            "cursor.executemany",
-            "rows/s",
-            scale.rows,
-            executemany,
-            1.05,
-        )
-    )
-
-    @contextlib.contextmanager
-    def copy() -> Iterator[tuple[Callable[[], float], Callable[[], float]]]:
-        with pools() as (raw_pool, db):
-
-            def raw() -> float:
-                truncate()
-
-                def go() -> None:
-                    with (
-                        raw_pool.connection() as conn,
-                        conn.cursor() as cur,
-                        cur.copy("COPY bench_bulk (id, username, email, score) FROM STDIN") as cp,
-                    ):
-                        for r in rows:
-                            cp.write_row(r)
-
-                return _timed(go)
-
-            def layer() -> float:
-                truncate()
-
-                def go() -> None:
-                    with db.transaction() as conn:
-                        conn.copy_records("bench_bulk", ["id", "username", "email", "score"], rows)
-
-                return _timed(go)
-
-            yield raw, layer
-
-    work.append(
-        Workload(
-            f"copy_{scale.rows // 1000}k",
-            "psycopg",
-            "cursor.copy + write_row",
-            "rows/s",
-            scale.rows,
-            copy,
-            0.9,
-            throughput_target=True,
-        )
-    )
-
-    threads_notes: dict[str, str] = {}
-
-    @contextlib.contextmanager
-    def threads() -> Iterator[tuple[Callable[[], float], Callable[[], float]]]:
-        with pools() as (raw_pool, db):
-
-            def raw() -> float:
-                def one(waits: list[float]) -> None:
-                    for i in range(scale.thread_tx):
-                        started = time.perf_counter()
-                        with raw_pool.connection() as conn:
-                            waits.append(time.perf_counter() - started)
-                            conn.execute("SELECT * FROM bench_users WHERE id = %s", (i + 1,)).fetchone()
-
-                elapsed, waits = _threads(one, 8)
-                threads_notes["raw wait"] = _wait_note(waits)
-                return elapsed
-
-            def layer() -> float:
-                def one(waits: list[float]) -> None:
-                    for i in range(scale.thread_tx):
-                        started = time.perf_counter()
-                        with db.transaction() as conn:
-                            waits.append(time.perf_counter() - started)
-                            conn.execute("SELECT * FROM bench_users WHERE id = :id", {"id": i + 1}).fetchone()
-
-                elapsed, waits = _threads(one, 8)
-                threads_notes["layer wait"] = _wait_note(waits)
-                threads_notes["layer pool max_wait_ms"] = str(db.get_pool_info().get("max_wait_ms"))
-                return elapsed
-
-            yield raw, layer
-
-    work.append(
-        Workload(
-            "threads_8_pool_4", "psycopg", "psycopg_pool", "tx/s", 8 * scale.thread_tx, threads, notes=threads_notes
-        )
-    )
-
-    @contextlib.contextmanager
-    def async_tasks() -> Iterator[tuple[Callable[[], float], Callable[[], float]]]:
-        loop = asyncio.new_event_loop()
-
-        async def setup() -> tuple[AsyncConnectionPool, Any]:
-            raw_pool = AsyncConnectionPool(url, min_size=10, max_size=10, open=False, kwargs={"row_factory": dict_row})
-            await raw_pool.open(wait=True)
-            return raw_pool, AsyncPostgresDatabase(url, pool_size=10, max_overflow=0)
-
-        raw_pool, db = loop.run_until_complete(setup())
-
-        async def run_raw() -> None:
-            async def task(n: int) -> None:
-                for i in range(scale.async_reads):
-                    async with raw_pool.connection() as conn:
-                        cur = await conn.execute("SELECT * FROM bench_users WHERE id = %s", ((n * 97 + i) % users + 1,))
-                        await cur.fetchone()
-
-            await asyncio.gather(*(task(n) for n in range(50)))
-
-        async def run_layer() -> None:
-            async def task(n: int) -> None:
-                for i in range(scale.async_reads):
-                    async with db.transaction() as conn:
-                        result = await conn.execute(
-                            "SELECT * FROM bench_users WHERE id = :id", {"id": (n * 97 + i) % users + 1}
-                        )
-                        await result.fetchone()
-
-            await asyncio.gather(*(task(n) for n in range(50)))
-
-        try:
-            yield (
-                lambda: _timed(lambda: loop.run_until_complete(run_raw())),
-                lambda: _timed(lambda: loop.run_until_complete(run_layer())),
-            )
-        finally:
-            loop.run_until_complete(raw_pool.close())
-            loop.run_until_complete(db.shutdown())
-            loop.close()
-
-    work.append(
-        Workload(
-            "async_50_tasks_pool_10",
-            "psycopg async",
-            "AsyncConnectionPool",
-            "reads/s",
-            50 * scale.async_reads,
-            async_tasks,
-            1.05,
-        )
-    )
-
-    health_notes: dict[str, str] = {}
-
-    @contextlib.contextmanager
-    def health() -> Iterator[tuple[Callable[[], float], Callable[[], float]]]:
-        with pools() as (raw_pool, db):
-            n = max(50, scale.tx // 20)
-
-            def raw() -> float:
-                def go() -> None:
-                    for _ in range(n):
-                        with raw_pool.connection() as conn:
-                            conn.execute("SELECT 1")
-
-                return _timed(go)
-
-            def layer() -> float:
-                latencies: list[float] = []
-                elapsed = _timed(lambda: latencies.extend(db.health_check().latency_ms for _ in range(n)))
-                health_notes["median latency_ms reported"] = f"{statistics.median(latencies):.3f}"
-                return elapsed
-
-            yield raw, layer
-
-    work.append(
-        Workload(
-            "health_check",
-            "psycopg",
-            "pooled SELECT 1",
-            "checks/s",
-            max(50, scale.tx // 20),
-            health,
-            notes=health_notes,
-        )
-    )
-    return work
-
-
-# --- SQLAlchemy ---------------------------------------------------------------------------------
-
-
-def sqlalchemy_workloads(url: str, scale: Scale) -> list[Workload]:
-    sa_url = url.replace("postgresql://", "postgresql+psycopg://", 1)
-    users = scale.rows
-    work: list[Workload] = []
-
-    @contextlib.contextmanager
-    def engines(size: int = 4) -> Iterator[tuple[sa.Engine, SQLAlchemyDatabase]]:
-        raw = sa.create_engine(sa_url, pool_size=size, max_overflow=0, pool_pre_ping=True)
-        layer = SQLAlchemyDatabase(sa_url, pool_size=size, max_overflow=0, pool_pre_ping=True)
-        try:
-            yield raw, layer
-        finally:
-            raw.dispose()
-            layer.shutdown()
-
-    select_one = sa.text("SELECT 1")
-    by_id = sa.text("SELECT * FROM bench_users WHERE id = :id")
-
-    @contextlib.contextmanager
-    def pooled_tx() -> Iterator[tuple[Callable[[], float], Callable[[], float]]]:
-        with engines() as (engine, db):
-
-            def raw() -> float:
-                def go() -> None:
-                    for _ in range(scale.tx):
-                        with engine.begin() as conn:
-                            conn.execute(select_one).fetchone()
-
-                return _timed(go)
-
-            def layer() -> float:
-                def go() -> None:
-                    for _ in range(scale.tx):
-                        with db.transaction() as conn:
-                            conn.execute("SELECT 1").fetchone()
-
-                return _timed(go)
-
-            yield raw, layer
-
-    work.append(Workload("pooled_tx", "sqlalchemy", "engine.begin() + text()", "tx/s", scale.tx, pooled_tx, 1.05))
-
-    @contextlib.contextmanager
-    def point_read() -> Iterator[tuple[Callable[[], float], Callable[[], float]]]:
-        with engines() as (engine, db):
-
-            def raw() -> float:
-                def go() -> None:
-                    for i in range(scale.tx):
-                        with engine.begin() as conn:
-                            conn.execute(by_id, {"id": i % users + 1}).mappings().fetchone()
-
-                return _timed(go)
-
-            def layer() -> float:
-                def go() -> None:
-                    for i in range(scale.tx):
-                        with db.transaction() as conn:
-                            conn.execute("SELECT * FROM bench_users WHERE id = :id", {"id": i % users + 1}).fetchone()
-
-                return _timed(go)
-
-            yield raw, layer
-
-    work.append(Workload("point_read", "sqlalchemy", "text() + .mappings()", "reads/s", scale.tx, point_read, 1.05))
-
-    @contextlib.contextmanager
-    def single_read() -> Iterator[tuple[Callable[[], float], Callable[[], float]]]:
-        with engines() as (engine, db):
-
-            def raw() -> float:
-                def go() -> None:
-                    for i in range(scale.tx):
-                        with engine.begin() as conn:
-                            conn.execute(by_id, {"id": i % users + 1}).mappings().fetchone()
-
-                return _timed(go)
-
-            def layer() -> float:
-                def go() -> None:
-                    for i in range(scale.tx):
-                        db.execute("SELECT * FROM bench_users WHERE id = :id", {"id": i % users + 1}).fetchone()
-
-                return _timed(go)
-
-            yield raw, layer
-
-    work.append(
-        Workload(
-            "single_read (db.execute)",
-            "sqlalchemy",
-            "naive engine.begin() read (3 round trips)",
-            "reads/s",
-            scale.tx,
-            single_read,
-        )
-    )
-
-    @contextlib.contextmanager
-    def fetch_rows() -> Iterator[tuple[Callable[[], float], Callable[[], float]]]:
-        with engines() as (engine, db):
-            everything = sa.text("SELECT * FROM bench_users")
-
-            def raw() -> float:
-                with engine.begin() as conn:
-                    return _timed(lambda: conn.execute(everything).all() and None)
-
-            def layer() -> float:
-                with db.transaction() as conn:
-                    return _timed(lambda: conn.execute("SELECT * FROM bench_users").fetchall() and None)
-
-            yield raw, layer
-
-    work.append(Workload(f"fetch_{users // 1000}k", "sqlalchemy", ".all()", "rows/s", users, fetch_rows, 1.15))
-
-    dict_rows = [{"id": i, "u": f"user{i}", "e": f"user{i}@example.com", "s": i % 100} for i in range(scale.rows)]
-    insert = sa.text("INSERT INTO bench_bulk VALUES (:id, :u, :e, :s)")
-
-    def truncate() -> None:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("TRUNCATE bench_bulk")
-
-    @contextlib.contextmanager
-    def executemany() -> Iterator[tuple[Callable[[], float], Callable[[], float]]]:
-        with engines() as (engine, db):
-
-            def raw() -> float:
-                truncate()
-                with engine.begin() as conn:
-                    return _timed(lambda: conn.execute(insert, dict_rows) and None)
-
-            def layer() -> float:
-                truncate()
-                with db.transaction() as conn:
-                    return _timed(
-                        lambda: conn.executemany("INSERT INTO bench_bulk VALUES (:id, :u, :e, :s)", dict_rows) and None
-                    )
-
-            yield raw, layer
-
-    work.append(
-        Workload(
-            f"executemany_{scale.rows // 1000}k",
-            "sqlalchemy",
-            "execute(text(), list)",
-            "rows/s",
-            scale.rows,
-            executemany,
-            1.05,
-        )
-    )
-
-    threads_notes: dict[str, str] = {}
-
-    @contextlib.contextmanager
-    def threads() -> Iterator[tuple[Callable[[], float], Callable[[], float]]]:
-        with engines() as (engine, db):
-
-            def raw() -> float:
-                def one(waits: list[float]) -> None:
-                    for i in range(scale.thread_tx):
-                        started = time.perf_counter()
-                        with engine.begin() as conn:
-                            waits.append(time.perf_counter() - started)
-                            conn.execute(by_id, {"id": i + 1}).mappings().fetchone()
-
-                elapsed, waits = _threads(one, 8)
-                threads_notes["raw wait"] = _wait_note(waits)
-                return elapsed
-
-            def layer() -> float:
-                def one(waits: list[float]) -> None:
-                    for i in range(scale.thread_tx):
-                        started = time.perf_counter()
-                        with db.transaction() as conn:
-                            waits.append(time.perf_counter() - started)
-                            conn.execute("SELECT * FROM bench_users WHERE id = :id", {"id": i + 1}).fetchone()
-
-                elapsed, waits = _threads(one, 8)
-                threads_notes["layer wait"] = _wait_note(waits)
-                threads_notes["layer pool max_wait_ms"] = str(db.get_pool_info().get("max_wait_ms"))
-                return elapsed
-
-            yield raw, layer
-
-    work.append(
-        Workload(
-            "threads_8_pool_4", "sqlalchemy", "QueuePool", "tx/s", 8 * scale.thread_tx, threads, notes=threads_notes
-        )
-    )
-
-    @contextlib.contextmanager
-    def async_tasks() -> Iterator[tuple[Callable[[], float], Callable[[], float]]]:
-        from sqlalchemy.ext.asyncio import create_async_engine
-
-        loop = asyncio.new_event_loop()
-        engine = create_async_engine(sa_url, pool_size=10, max_overflow=0, pool_pre_ping=True)
-        db = AsyncSQLAlchemyDatabase(sa_url, pool_size=10, max_overflow=0, pool_pre_ping=True)
-
-        async def run_raw() -> None:
-            async def task(n: int) -> None:
-                for i in range(scale.async_reads):
-                    async with engine.begin() as conn:
-                        (await conn.execute(by_id, {"id": (n * 97 + i) % users + 1})).mappings().fetchone()
-
-            await asyncio.gather(*(task(n) for n in range(50)))
-
-        async def run_layer() -> None:
-            async def task(n: int) -> None:
-                for i in range(scale.async_reads):
-                    async with db.transaction() as conn:
-                        result = await conn.execute(
-                            "SELECT * FROM bench_users WHERE id = :id", {"id": (n * 97 + i) % users + 1}
-                        )
-                        await result.fetchone()
-
-            await asyncio.gather(*(task(n) for n in range(50)))
-
-        try:
-            yield (
-                lambda: _timed(lambda: loop.run_until_complete(run_raw())),
-                lambda: _timed(lambda: loop.run_until_complete(run_layer())),
-            )
-        finally:
-            loop.run_until_complete(engine.dispose())
-            loop.run_until_complete(db.shutdown())
-            loop.close()
-
-    work.append(
-        Workload(
-            "async_50_tasks_pool_10",
-            "sqlalchemy async",
-            "AsyncEngine + text()",
-            "reads/s",
-            50 * scale.async_reads,
-            async_tasks,
-            1.05,
-        )
-    )
-
-    health_notes: dict[str, str] = {}
-
-    @contextlib.contextmanager
-    def health() -> Iterator[tuple[Callable[[], float], Callable[[], float]]]:
-        with engines() as (engine, db):
-            n = max(50, scale.tx // 20)
-
-            def raw() -> float:
-                def go() -> None:
-                    for _ in range(n):
-                        with engine.connect() as conn:
-                            conn.execute(select_one)
-
-                return _timed(go)
-
-            def layer() -> float:
-                latencies: list[float] = []
-                elapsed = _timed(lambda: latencies.extend(db.health_check().latency_ms for _ in range(n)))
-                health_notes["median latency_ms reported"] = f"{statistics.median(latencies):.3f}"
-                return elapsed
-
-            yield raw, layer
-
-    work.append(
-        Workload(
-            "health_check",
-            "sqlalchemy",
-            "pooled SELECT 1",
-            "checks/s",
-            max(50, scale.tx // 20),
-            health,
-            notes=health_notes,
-        )
-    )
-    return work
-
-
-def all_workloads(url: str, scale: Scale) -> list[Workload]:
     _prepare_tables(url, scale.rows)
-    return psycopg_workloads(url, scale) + sqlalchemy_workloads(url, scale)
+    tpcb = not names or "tpcb_like" in names
+    if tpcb:
+        create_tpcb_database(url)
+    try:
+        yield
+    finally:
+        if tpcb:
+            drop_tpcb_database(url)
+
+
+def all_workloads(url: str, scale: Scale) -> list[Workload | MultiWorkload]:
+    """Every workload, built against ``url``; the tables come from ``prepared()``."""
+    # Each imports this module for the shared types.
+    from observer_workload import observer_workloads
+    from psycopg_workloads import psycopg_workloads
+    from sqlalchemy_workloads import sqlalchemy_workloads
+    from tpcb_workload import tpcb_workloads
+
+    return [
+        *psycopg_workloads(url, scale),
+        *sqlalchemy_workloads(url, scale),
+        *tpcb_workloads(url, scale),
+        *observer_workloads(url, scale),
+    ]
