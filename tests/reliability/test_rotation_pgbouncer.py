@@ -77,11 +77,26 @@ async def test_two_async_clients_through_pgbouncer(kind: str, bouncer: str) -> N
 @pytest.mark.parametrize("kind", ["psycopg", "sqlalchemy"])
 def test_default_prepared_statements_break_through_pgbouncer(kind: str, bouncer: str) -> None:
     """The reason for the option: psycopg prepares a statement after 5 runs, and the next
-    transaction lands on another server connection that does not know it."""
-    dbs = [connect(_url(kind, bouncer), pool_size=2, max_overflow=0) for _ in range(2)]
+    transaction lands on another server connection that does not know it.
+
+    Made certain rather than likely: once the statement is prepared, another client holds
+    the server connection it was prepared on (PgBouncer hands out the most recently used
+    idle one), so the next transaction must run on another."""
+    preparing, holding = (connect(_url(kind, bouncer), pool_size=1, max_overflow=0) for _ in range(2))
+    query = "SELECT count(*) AS n FROM pg_class WHERE relpages >= :n"
     try:
-        with pytest.raises(ProgrammingError, match="prepared statement"), ThreadPoolExecutor(2) as pool:
-            list(pool.map(_client, dbs, [1, 2]))
+        # "does not exist" on the other server connection, or "already exists" where another
+        # client (an earlier test) prepared one of the same name: either way, broken.
+        with pytest.raises(ProgrammingError, match="prepared statement"):
+            for i in range(6):  # psycopg prepares it at the 5th run (prepare_threshold = 5)
+                with preparing.transaction() as conn:
+                    conn.execute("SELECT 1")  # the first statement travels with BEGIN, unprepared
+                    conn.execute(query, {"n": i})
+            with holding.transaction() as other:
+                other.execute("SELECT 1")  # this transaction now holds that server connection
+                with preparing.transaction() as conn:
+                    conn.execute("SELECT 1")
+                    conn.execute(query, {"n": 0})
     finally:
-        for db in dbs:
-            db.shutdown()
+        preparing.shutdown()
+        holding.shutdown()
