@@ -25,6 +25,8 @@ from ._engine import leaks
 from ._engine.background import AsyncBackground, Background
 from ._engine.connection import EngineConnection
 from ._engine.connection_async import AsyncEngineConnection
+from ._engine.cursor_rows import CursorRows
+from ._engine.cursor_rows_async import AsyncCursorRows
 from ._engine.database import EngineDatabase
 from ._engine.database_async import AsyncEngineDatabase
 from ._engine.deadline import (
@@ -40,18 +42,37 @@ from ._engine.deadline import (
     round_trip_cap,
 )
 from ._engine.dialects import (
+    ASYNC_DRIVERS,
+    deadline_connect_args,
+    default_driver,
+    describe_driver_connection,
     driver_install_hint,
+    is_memory_sqlite,
     lexer_for,
+    merge_connect_args,
     mysql_statement_timeout_sql,
+    server_settings_from_options,
+    set_mysql_statement_timeout,
     target_for,
     timeout_connect_args,
 )
-from ._engine.errors import driver_error_code, translate_error
+from ._engine.errors import REPLACEABLE_ERRORS, driver_error_code, error_classes, translate_error
 from ._engine.flavour import ASYNC
 from ._engine.fork import FORK, adopt
 from ._engine.health import run_health_check, run_health_check_async
 from ._engine.isolation import ISOLATION_SQL, normalize_isolation
-from ._engine.liveness import ConnectMonitor, readable_probe
+from ._engine.liveness import (
+    PRE_PING_WINDOW,
+    SOCKET_DRIVERS,
+    ConnectMonitor,
+    ListenerOf,
+    OpenConnections,
+    driver_socket,
+    forced_ping,
+    needs_ping,
+    ping_forced,
+    readable_probe,
+)
 from ._engine.logs import SQL_LOG, log
 from ._engine.messages import ABORTED_TRANSACTION, CONNECTION_ENDED, NESTED_OPTIONS, NO_ROWS, NOTHING_EXECUTED
 from ._engine.params import (
@@ -71,7 +92,12 @@ from ._engine.params import (
     Translator,
 )
 from ._engine.pool_stats import PoolStats, pool_exhausted_message
-from ._engine.prepare import PSYCOPG_PREPARE_THRESHOLD, normalize_prepare_threshold, prepare_threshold_for
+from ._engine.prepare import (
+    PSYCOPG_PREPARE_THRESHOLD,
+    normalize_prepare_threshold,
+    prepare_threshold_args,
+    prepare_threshold_for,
+)
 from ._engine.result import BufferedResult, EngineResult, ListRows, ScalarResult
 from ._engine.result_async import AsyncBufferedResult, AsyncEngineResult, AsyncListRows, AsyncScalarResult
 from ._engine.results import AwaitableResult
@@ -84,6 +110,27 @@ DatabaseBase = EngineDatabase
 __all__ = [
     "ALL_ISOLATION_LEVELS",
     "ASYNC",
+    "ASYNC_DRIVERS",
+    "PRE_PING_WINDOW",
+    "REPLACEABLE_ERRORS",
+    "SOCKET_DRIVERS",
+    "AsyncCursorRows",
+    "CursorRows",
+    "ListenerOf",
+    "OpenConnections",
+    "deadline_connect_args",
+    "default_driver",
+    "describe_driver_connection",
+    "driver_socket",
+    "error_classes",
+    "forced_ping",
+    "is_memory_sqlite",
+    "merge_connect_args",
+    "needs_ping",
+    "ping_forced",
+    "prepare_threshold_args",
+    "server_settings_from_options",
+    "set_mysql_statement_timeout",
     "CONTRACT_ATTRIBUTE",
     "CONTRACT_VERSION",
     "SQL_LOG",

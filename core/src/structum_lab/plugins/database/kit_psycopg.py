@@ -1,6 +1,7 @@
 """Building blocks for backends on psycopg 3 (the psycopg backend, SQLAlchemy's psycopg
 driver, a third-party backend): ``statement_deadline`` on psycopg connections, COPY,
-LISTEN, core ``Row`` dicts, and several statements in one round trip (``run_batch``).
+LISTEN, core ``Row`` dicts and the rows of a cursor for the engine (``PsycopgRows``), and
+several statements in one round trip (``run_batch``).
 
 Importing this module imports psycopg; :mod:`structum_lab.plugins.database.kit` does not.
 
@@ -30,6 +31,8 @@ from ._psycopg.batch_async import run_batch as run_batch_async
 from ._psycopg.copy import copy_in, copy_out, copy_statement
 from ._psycopg.copy_async import copy_in as copy_in_async
 from ._psycopg.copy_async import copy_out as copy_out_async
+from ._psycopg.cursor_rows import PsycopgRows
+from ._psycopg.cursor_rows_async import AsyncPsycopgRows
 from ._psycopg.listen import PsycopgNotifier
 from ._psycopg.listen_async import AsyncPsycopgNotifier
 from ._psycopg.rows import parenthesized, row_factory
@@ -37,6 +40,8 @@ from ._psycopg.rows import parenthesized, row_factory
 __all__ = [
     "NATIVE_TIMEOUT",
     "AsyncPsycopgNotifier",
+    "AsyncPsycopgRows",
+    "PsycopgRows",
     "PsycopgNotifier",
     "begun_query",
     "begun_query_async",

@@ -21,8 +21,7 @@ from time import monotonic
 from typing import Any, Final, cast
 
 import psycopg
-from psycopg import Connection, Cursor, ServerCursor, pq
-from psycopg.rows import tuple_row
+from psycopg import Connection, Cursor, pq
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from structum_lab.plugins.database import PoolInfo, Row, TransactionError
@@ -33,17 +32,19 @@ from structum_lab.plugins.database.kit import (
     ConnectMonitor,
     DriverBase,
     Features,
+    ListenerOf,
     PoolExhausted,
     PoolLimits,
     Secrets,
     log,
-    paused_gc,
+    needs_ping,
     round_trip_cap,
     translate_error,
 )
 from structum_lab.plugins.database.kit_psycopg import (
     PsycopgDeadline,
     PsycopgNotifier,
+    PsycopgRows,
     begun_query,
     copy_in,
     copy_out,
@@ -65,7 +66,7 @@ from ._pool import (
 )
 from ._settings import PoolSettings
 
-__all__ = ["PsycopgDriver", "Raw"]
+__all__ = ["PsycopgDriver", "PsycopgRows", "Raw"]
 
 Raw = Connection[Row]
 
@@ -87,52 +88,6 @@ FEATURES: Final = Features(
     aborted_state=True,
     detached_results=True,
 )
-
-
-class PsycopgRows:
-    """The rows of one statement on psycopg's client-side cursor (the whole result arrived
-    with the statement, so it stays readable after the connection is returned)."""
-
-    __slots__ = ("cursor",)
-
-    def __init__(self, cursor: Cursor[Row] | ServerCursor[Row]) -> None:
-        self.cursor = cursor
-
-    @property
-    def rowcount(self) -> int:
-        return self.cursor.rowcount
-
-    @property
-    def returns_rows(self) -> bool:
-        return self.cursor.description is not None
-
-    def keys(self) -> list[str]:
-        description = self.cursor.description
-        return [column.name for column in description] if description else []
-
-    def fetchone(self) -> Row | None:
-        return self.cursor.fetchone()
-
-    def fetchmany(self, size: int) -> list[Row]:
-        if size <= 0:
-            return []
-        cursor = self.cursor
-        with paused_gc(min(size, max(cursor.rowcount, 0))):
-            return cursor.fetchmany(size)
-
-    def fetchall(self) -> list[Row]:
-        cursor = self.cursor
-        with paused_gc(cursor.rowcount):
-            return cursor.fetchall()
-
-    def scalar(self) -> object:
-        cursor: Any = self.cursor
-        cursor.row_factory = tuple_row  # by position, not through the dict: two columns may share a name
-        values = cursor.fetchone()
-        return None if values is None else values[0]
-
-    def close(self) -> None:
-        self.cursor.close()
 
 
 def connection_class(monitor: ConnectMonitor, deadline: float | None, name: str) -> type[Raw]:
@@ -178,14 +133,7 @@ class PsycopgDriver(DriverBase[Raw]):
     errors = (psycopg.Error,)
     translator = TRANSLATOR
     loggers = DRIVER_LOGGERS["psycopg"]  # psycopg_pool logs connection errors as they are
-
-    @property
-    def on_connection(self) -> Callable[[Any, float], None] | None:
-        return self._monitor.listener
-
-    @on_connection.setter
-    def on_connection(self, listener: Callable[[Any, float], None] | None) -> None:
-        self._monitor.listener = listener
+    on_connection = ListenerOf("_monitor")
 
     def __init__(self, settings: PoolSettings, *, name: str, secrets: Secrets) -> None:
         s = self.settings = settings
@@ -290,7 +238,7 @@ class PsycopgDriver(DriverBase[Raw]):
 
     def _stale(self, raw: Any) -> bool:
         """Whether a connection needs a ping before it is handed out."""
-        return self._pre_ping and (monotonic() - raw._sdb_used > self._window or bool(raw._sdb_readable(0)))
+        return self._pre_ping and needs_ping(raw._sdb_used, raw._sdb_readable, self._window)
 
     def acquire(self, *, ping: bool) -> Raw:
         """The common case stays inline (one ``getconn``, the cheap liveness test); the rest
@@ -523,19 +471,13 @@ class PsycopgDriver(DriverBase[Raw]):
 
     def execute(self, raw: Raw, sql: str, params: Bound) -> PsycopgRows:
         cursor = raw.cursor()
-        if params is None:
-            cursor.execute(sql)
-        else:
-            cursor.execute(sql, params)
+        cursor.execute(sql, params)  # None: no parameters (a '%' is not parsed)
         return PsycopgRows(cursor)
 
     def stream(self, raw: Raw, sql: str, params: Bound, batch_size: int) -> PsycopgRows:
         cursor = raw.cursor(name=next(STREAM_NAMES))  # DECLARE ... CURSOR: read batch by batch
         cursor.itersize = batch_size
-        if params is None:
-            cursor.execute(sql)
-        else:
-            cursor.execute(sql, params)
+        cursor.execute(sql, params)
         return PsycopgRows(cursor)
 
     def copy_in(

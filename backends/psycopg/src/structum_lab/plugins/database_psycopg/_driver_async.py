@@ -18,8 +18,7 @@ from time import monotonic
 from typing import Any, Final, cast
 
 import psycopg
-from psycopg import AsyncConnection, AsyncCursor, AsyncServerCursor, pq
-from psycopg.rows import tuple_row
+from psycopg import AsyncConnection, AsyncCursor, pq
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from structum_lab.plugins.database import PoolInfo, Row, TransactionError
@@ -31,17 +30,19 @@ from structum_lab.plugins.database.kit import (
     Bound,
     ConnectMonitor,
     Features,
+    ListenerOf,
     PoolExhausted,
     PoolLimits,
     Secrets,
     log,
-    paused_gc,
+    needs_ping,
     round_trip_cap,
     translate_error,
 )
 from structum_lab.plugins.database.kit_psycopg import (
     AsyncPsycopgDeadline,
     AsyncPsycopgNotifier,
+    AsyncPsycopgRows,
     begun_query_async,
     copy_in_async,
     copy_out_async,
@@ -63,7 +64,7 @@ from ._pool import (
 )
 from ._settings import PoolSettings
 
-__all__ = ["AsyncPsycopgDriver", "AsyncRaw"]
+__all__ = ["AsyncPsycopgDriver", "AsyncPsycopgRows", "AsyncRaw"]
 
 AsyncRaw = AsyncConnection[Row]
 
@@ -85,52 +86,6 @@ FEATURES: Final = Features(
     aborted_state=True,
     detached_results=True,
 )
-
-
-class AsyncPsycopgRows:
-    """The rows of one statement on psycopg's client-side cursor (the whole result arrived
-    with the statement, so it stays readable after the connection is returned)."""
-
-    __slots__ = ("cursor",)
-
-    def __init__(self, cursor: AsyncCursor[Row] | AsyncServerCursor[Row]) -> None:
-        self.cursor = cursor
-
-    @property
-    def rowcount(self) -> int:
-        return self.cursor.rowcount
-
-    @property
-    def returns_rows(self) -> bool:
-        return self.cursor.description is not None
-
-    def keys(self) -> list[str]:
-        description = self.cursor.description
-        return [column.name for column in description] if description else []
-
-    async def fetchone(self) -> Row | None:
-        return await self.cursor.fetchone()
-
-    async def fetchmany(self, size: int) -> list[Row]:
-        if size <= 0:
-            return []
-        cursor = self.cursor
-        with paused_gc(min(size, max(cursor.rowcount, 0))):
-            return await cursor.fetchmany(size)
-
-    async def fetchall(self) -> list[Row]:
-        cursor = self.cursor
-        with paused_gc(cursor.rowcount):
-            return await cursor.fetchall()
-
-    async def scalar(self) -> object:
-        cursor: Any = self.cursor
-        cursor.row_factory = tuple_row  # by position, not through the dict: two columns may share a name
-        values = await cursor.fetchone()
-        return None if values is None else values[0]
-
-    async def close(self) -> None:
-        await self.cursor.close()
 
 
 def connection_class(monitor: ConnectMonitor, deadline: float | None, name: str) -> type[AsyncRaw]:
@@ -176,14 +131,7 @@ class AsyncPsycopgDriver(AsyncDriverBase[AsyncRaw]):
     errors = (psycopg.Error,)
     translator = TRANSLATOR
     loggers = DRIVER_LOGGERS["psycopg"]  # psycopg_pool logs connection errors as they are
-
-    @property
-    def on_connection(self) -> Callable[[Any, float], None] | None:
-        return self._monitor.listener
-
-    @on_connection.setter
-    def on_connection(self, listener: Callable[[Any, float], None] | None) -> None:
-        self._monitor.listener = listener
+    on_connection = ListenerOf("_monitor")
 
     def __init__(self, settings: PoolSettings, *, name: str, secrets: Secrets) -> None:
         s = self.settings = settings
@@ -288,7 +236,7 @@ class AsyncPsycopgDriver(AsyncDriverBase[AsyncRaw]):
 
     def _stale(self, raw: Any) -> bool:
         """Whether a connection needs a ping before it is handed out."""
-        return self._pre_ping and (monotonic() - raw._sdb_used > self._window or bool(raw._sdb_readable(0)))
+        return self._pre_ping and needs_ping(raw._sdb_used, raw._sdb_readable, self._window)
 
     async def acquire(self, *, ping: bool) -> AsyncRaw:
         """The common case stays inline (one ``getconn``, the cheap liveness test); the rest
@@ -524,19 +472,13 @@ class AsyncPsycopgDriver(AsyncDriverBase[AsyncRaw]):
 
     async def execute(self, raw: AsyncRaw, sql: str, params: Bound) -> AsyncPsycopgRows:
         cursor = raw.cursor()
-        if params is None:
-            await cursor.execute(sql)
-        else:
-            await cursor.execute(sql, params)
+        await cursor.execute(sql, params)  # None: no parameters (a '%' is not parsed)
         return AsyncPsycopgRows(cursor)
 
     async def stream(self, raw: AsyncRaw, sql: str, params: Bound, batch_size: int) -> AsyncPsycopgRows:
         cursor = raw.cursor(name=next(STREAM_NAMES))  # DECLARE ... CURSOR: read batch by batch
         cursor.itersize = batch_size
-        if params is None:
-            await cursor.execute(sql)
-        else:
-            await cursor.execute(sql, params)
+        await cursor.execute(sql, params)
         return AsyncPsycopgRows(cursor)
 
     async def copy_in(

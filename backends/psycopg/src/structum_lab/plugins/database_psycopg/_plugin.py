@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from structum_lab.plugins.database import Option
-from structum_lab.plugins.database.kit import backend_hooks
+from structum_lab.plugins.database.kit import PRE_PING_WINDOW, backend_hooks
 
 #: The backend contract this backend was written for (core refuses another major version).
 STRUCTUM_DATABASE_CONTRACT = "1.0"
@@ -42,7 +42,7 @@ OPTIONS: Mapping[str, Option] = {
     "pre_ping_window": Option(
         "pre_ping_window",
         "float",
-        0.5,
+        PRE_PING_WINDOW,
         "With pool_pre_ping, connections used within this many seconds skip the ping round trip",
         minimum=0,
     ),

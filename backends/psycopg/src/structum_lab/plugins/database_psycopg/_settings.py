@@ -8,7 +8,6 @@ are accepted too and win when given.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,8 +23,6 @@ from structum_lab.plugins.database.kit import (
 )
 
 __all__ = ["PoolSettings", "normalize_prepare_threshold", "resolve_settings"]
-
-log = logging.getLogger("structum_lab.plugins.database")
 
 #: pool_size when the user left it out (COMMON_OPTIONS' default).
 _DEFAULT_POOL_SIZE: Final = 5

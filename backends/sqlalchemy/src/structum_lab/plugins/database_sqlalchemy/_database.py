@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from structum_lab.plugins.database import DatabaseURL, ReplicaOptions
 from structum_lab.plugins.database.kit import EngineConnection, EngineDatabase
 
-from ._driver import SQLAlchemyDriver
+from ._driver import SQLAlchemyDriver, driver_for
 from ._engine import build_engine
 from ._plugin import OPTIONS
 
@@ -96,7 +96,7 @@ class SQLAlchemyDatabase(EngineDatabase[SQLAlchemyConnection]):
     ) -> None:
         parsed, options = self._setup(url, locals())
         self._engine_parts = parts = build_engine(parsed, options, is_async=self.is_async)
-        self._attach(SQLAlchemyDriver(parts), SQLAlchemyConnection)
+        self._attach(driver_for(parts), SQLAlchemyConnection)
 
     @property
     def engine(self) -> Engine:

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import (  # sync: from sqlalchemy import Connection,
 from structum_lab.plugins.database import ConfigurationError, DatabaseURL, ReplicaOptions
 from structum_lab.plugins.database.kit import ASYNC, AsyncEngineConnection, AsyncEngineDatabase
 
-from ._driver_async import AsyncSQLAlchemyDriver
+from ._driver_async import AsyncSQLAlchemyDriver, driver_for
 from ._engine import build_engine
 from ._plugin import OPTIONS
 
@@ -111,7 +111,7 @@ class AsyncSQLAlchemyDatabase(AsyncEngineDatabase[AsyncSQLAlchemyConnection]):
                 )
         parsed, options = self._setup(url, locals())
         self._engine_parts = parts = build_engine(parsed, options, is_async=self.is_async)
-        self._attach(AsyncSQLAlchemyDriver(parts), AsyncSQLAlchemyConnection)
+        self._attach(driver_for(parts), AsyncSQLAlchemyConnection)
 
     @property
     def engine(self) -> AsyncEngine:

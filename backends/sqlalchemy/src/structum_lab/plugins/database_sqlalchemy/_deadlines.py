@@ -1,4 +1,6 @@
-"""Client-side deadlines for the drivers under the engine (the rules are core's ``_deadline.py``).
+"""Client-side deadlines for the drivers under the engine, through SQLAlchemy.
+
+The rules are core's ``_deadline.py``, the drivers' own arguments ``kit.deadline_connect_args``.
 
 * psycopg 3, sync and async: the engine opens its connections through a psycopg
   subclass whose waits for the server give up after ``statement_deadline`` seconds
@@ -18,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 
-from structum_lab.plugins.database.kit import deadline_message
+from structum_lab.plugins.database import kit
 
 __all__ = ["deadline_connect_args", "install_deadline"]
 
@@ -31,16 +33,10 @@ def _psycopg(deadline: float, *, is_async: bool) -> Any:
 
 def deadline_connect_args(driver: str, deadline: float | None, *, is_async: bool) -> dict[str, Any]:
     """Driver arguments that put ``deadline`` on every round trip (merged under the user's)."""
-    if deadline is None:
-        return {}
-    if driver == "asyncpg":
-        return {"command_timeout": deadline}
-    if driver == "pymysql":
-        return {"read_timeout": deadline}
-    if is_async and driver.startswith("psycopg"):
+    if deadline is not None and is_async and driver.startswith("psycopg"):
         # SQLAlchemy's psycopg dialect takes the function that opens a driver connection.
         return {"async_creator_fn": _psycopg(deadline, is_async=True).connect}
-    return {}
+    return kit.deadline_connect_args(driver, deadline)
 
 
 def install_deadline(engine: sa.Engine, deadline: float | None) -> None:
@@ -72,7 +68,7 @@ def install_deadline(engine: sa.Engine, deadline: float | None) -> None:
             driver = sa_conn.connection.driver_connection if sa_conn is not None and not sa_conn.invalidated else None
             if driver is not None:
                 driver.terminate()
-            timed_out = TimeoutError(deadline_message(deadline, deadline))
+            timed_out = TimeoutError(kit.deadline_message(deadline, deadline))
             return sa_exc.OperationalError(
                 context.statement, context.parameters, timed_out, connection_invalidated=True
             )

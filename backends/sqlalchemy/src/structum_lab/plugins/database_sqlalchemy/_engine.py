@@ -1,19 +1,18 @@
 """Building the SQLAlchemy engine from validated options.
 
-Turns the product's options into ``create_engine`` arguments (pool arguments only
-for pools that take them), adds driver deadlines, and installs the listeners that
-make SQLite's pysqlite driver transactional the way SQLAlchemy documents it
-(otherwise ``SAVEPOINT`` and ``BEGIN`` do not behave). :func:`build_engine` returns
-the engine with what the driver needs to know about it (:class:`EngineParts`).
+Turns the product's options into the SQLAlchemy URL and ``create_engine`` arguments
+(pool arguments only for pools that take them; the default drivers and the drivers'
+connect arguments are core's DB-API knowledge, ``kit.default_driver`` and the others),
+adds driver deadlines, and installs the listeners that make SQLite's pysqlite driver
+transactional the way SQLAlchemy documents it (otherwise ``SAVEPOINT`` and ``BEGIN`` do
+not behave). :func:`build_engine` returns the engine with what the driver needs to know
+about it (:class:`EngineParts`).
 """
 
 from __future__ import annotations
 
 import logging
-import re
-import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -32,27 +31,31 @@ from structum_lab.plugins.database import (
     PoolTimeoutError,
 )
 from structum_lab.plugins.database.kit import (
+    ASYNC_DRIVERS,
     DRIVER_LOGGERS,
-    PSYCOPG_PREPARE_THRESHOLD,
+    ISOLATION_SQL,
+    SOCKET_DRIVERS,
+    OpenConnections,
     PoolLimits,
     Translator,
+    default_driver,
     driver_install_hint,
+    error_classes,
+    is_memory_sqlite,
     lexer_for,
-    mysql_statement_timeout_sql,
+    merge_connect_args,
     normalize_isolation,
     ping_budget,
-    prepare_threshold_for,
+    prepare_threshold_args,
     resolve_statement_deadline,
+    server_settings_from_options,
+    set_mysql_statement_timeout,
     target_for,
     timeout_connect_args,
 )
 
 from ._deadlines import deadline_connect_args, install_deadline
-from ._dialects import (
-    is_memory_sqlite,
-    to_sqlalchemy_url,
-)
-from ._liveness import install_liveness, probes_socket
+from ._liveness import install_liveness
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -60,22 +63,14 @@ if TYPE_CHECKING:
 __all__ = [
     "ERROR_CLASSES",
     "EngineParts",
-    "OpenConnections",
     "SQLAlchemyMultipleResultsFound",
     "SQLAlchemyNoResultFound",
     "SQLAlchemyPoolTimeoutError",
     "build_engine",
-    "describe_connection",
     "isolation_option",
+    "sqlalchemy_url",
     "sync_connection",
 ]
-
-_SA_ISOLATION: Final[dict[IsolationLevel, str]] = {
-    "read_uncommitted": "READ UNCOMMITTED",
-    "read_committed": "READ COMMITTED",
-    "repeatable_read": "REPEATABLE READ",
-    "serializable": "SERIALIZABLE",
-}
 
 
 class SQLAlchemyPoolTimeoutError(PoolTimeoutError, sa_exc.TimeoutError):
@@ -91,46 +86,9 @@ class SQLAlchemyMultipleResultsFound(MultipleResultsFound, sa_exc.MultipleResult
 
 
 #: The engine's own errors, raised as these subclasses on this backend.
-ERROR_CLASSES: Final[Mapping[type[DatabaseError], type[DatabaseError]]] = {
-    PoolTimeoutError: SQLAlchemyPoolTimeoutError,
-    NoResultFound: SQLAlchemyNoResultFound,
-    MultipleResultsFound: SQLAlchemyMultipleResultsFound,
-}
-
-
-class OpenConnections:
-    """How many connections the engine's pool holds open, from its connect/close events, and
-    the engine's observers told of each (``listener``: the engine's ``connection_event``)."""
-
-    __slots__ = ("_lock", "_started", "count", "listener")
-
-    def __init__(self, engine: sa.Engine) -> None:
-        self.count = 0
-        self._lock = threading.Lock()
-        self._started = threading.local()  # SQLAlchemy connects on the thread that checks out
-        self.listener: Callable[[Any, float], None] | None = None
-        event.listen(engine, "do_connect", self._connecting)
-        event.listen(engine, "connect", self._opened)
-        event.listen(engine, "close", self._gone)
-        event.listen(engine, "detach", self._gone)  # still open, but no longer the pool's
-
-    def _connecting(self, *_: object) -> None:
-        self._started.at = time.perf_counter()
-
-    def _opened(self, *_: object) -> None:
-        with self._lock:
-            self.count += 1
-        listener = self.listener
-        if listener is not None:
-            started = getattr(self._started, "at", None)
-            listener("created", 0.0 if started is None else time.perf_counter() - started)
-
-    def _gone(self, *_: object) -> None:
-        with self._lock:
-            self.count -= 1
-        listener = self.listener
-        if listener is not None:
-            listener("closed", 0.0)
+ERROR_CLASSES: Final[Mapping[type[DatabaseError], type[DatabaseError]]] = error_classes(
+    SQLAlchemyPoolTimeoutError, SQLAlchemyNoResultFound, SQLAlchemyMultipleResultsFound
+)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -146,11 +104,12 @@ class EngineParts:
     pings_at_checkout: bool
     ping_budget: float
     connect_timeout: float
+    #: The connections the pool holds open, counted from its events.
     open: OpenConnections
     loggers: tuple[str | logging.Logger, ...]
     #: What the engine passes to the DB-API driver's connect() besides the URL.
     connect_args: Mapping[str, Any]
-    #: postgresql+psycopg: autocommit connections, BEGIN sent with the first statement (``_begin_async``).
+    #: postgresql+psycopg: autocommit connections, BEGIN sent with the first statement (``_psycopg_async``).
     deferred_begin: bool = False
     #: The ``isolation_level`` option (with ``deferred_begin`` it goes into the BEGIN).
     isolation: IsolationLevel | None = None
@@ -165,7 +124,7 @@ def isolation_option(dialect: str, level: IsolationLevel) -> str:
         # PostgreSQL runs READ UNCOMMITTED as READ COMMITTED, and SQLAlchemy's asyncpg dialect
         # refuses the name: ask for what the server gives.
         return "READ COMMITTED"
-    return _SA_ISOLATION[level]
+    return ISOLATION_SQL[level]
 
 
 def build_engine(url: DatabaseURL, o: Mapping[str, Any], *, is_async: bool) -> EngineParts:
@@ -175,25 +134,28 @@ def build_engine(url: DatabaseURL, o: Mapping[str, Any], *, is_async: bool) -> E
         driver = sa_url.get_driver_name()  # loads the dialect
     except sa_exc.NoSuchModuleError:
         raise _no_such_dialect(sa_url) from None
-    sa_url, server_settings = split_libpq_options(sa_url)
-    deferred = defers_begin(sa_url, o)
     connect_args = o["connect_args"]
-    if server_settings:
-        connect_args = {
-            **(connect_args or {}),
-            "server_settings": {**server_settings, **(connect_args or {}).get("server_settings", {})},
-        }
+    libpq_options = sa_url.query.get("options")
+    if driver == "asyncpg" and isinstance(libpq_options, str):
+        # libpq's ``?options=-c key=value``, which asyncpg rejects, as its server_settings:
+        # one URL stays valid for both drivers, so switching driver is a config change only.
+        sa_url = sa_url.difference_update_query(["options"])
+        if settings := server_settings_from_options(libpq_options):
+            connect_args = merge_connect_args({"server_settings": settings}, connect_args)
+    deferred = defers_begin(sa_url, o)
     args = engine_arguments(url, sa_url, o, connect_args, deferred_begin=deferred)
-    apply_prepare_threshold(args, driver, o["prepare_threshold"], pgbouncer=bool(o.get("pgbouncer")))
+    given = args.get("connect_args") or {}  # engine_options may have replaced them
+    pgbouncer = bool(o.get("pgbouncer"))
+    args["connect_args"] = prepare_threshold_args(driver, given, o["prepare_threshold"], pgbouncer=pgbouncer)
     deadline = resolve_statement_deadline(o["statement_timeout"], o["statement_deadline"])
     bounded = deadline_connect_args(driver, deadline, is_async=is_async)
-    if bounded:  # the user's connect_args win
-        args["connect_args"] = {**bounded, **args.get("connect_args", {})}
+    args["connect_args"] = {**bounded, **args["connect_args"]}  # the user's connect_args win
     engine = create_engine_checked(sa_url, args, is_async=is_async)
     sync_engine: sa.Engine = engine.sync_engine if is_async else engine
     install_listeners(sync_engine, statement_timeout=o["statement_timeout"])
+    open_connections = count_connections(sync_engine)
     dialect = sync_engine.dialect
-    probed = probes_socket(dialect.name, dialect.driver)
+    probed = dialect.driver in SOCKET_DRIVERS
     if probed or deferred:
         install_liveness(sync_engine, pre_ping=probed and o["pool_pre_ping"], autocommit=deferred)
     if "creator" not in (o["engine_options"] or {}):  # the user's own creator opens connections as it likes
@@ -213,9 +175,9 @@ def build_engine(url: DatabaseURL, o: Mapping[str, Any], *, is_async: bool) -> E
         pings_at_checkout=bool(o["pool_pre_ping"]) and dialect.name != "sqlite",
         ping_budget=ping_budget(timeout, o["connect_timeout"], deadline),
         connect_timeout=o["connect_timeout"] or 0.0,
-        open=OpenConnections(sync_engine),
+        open=open_connections,
         loggers=tuple(_engine_loggers(sync_engine)),
-        connect_args=dict(args.get("connect_args") or {}),
+        connect_args=args["connect_args"],
         deferred_begin=deferred,
         isolation=normalize_isolation(o["isolation_level"]),
     )
@@ -233,6 +195,17 @@ def defers_begin(sa_url: sa.URL, o: Mapping[str, Any]) -> bool:
     )
 
 
+def count_connections(engine: sa.Engine) -> OpenConnections:
+    """Core's count of open connections, on the pool's events (before ``install_deadline``'s
+    ``do_connect``, which opens the connection itself: a connection is timed from here)."""
+    counter = OpenConnections()
+    event.listen(engine, "do_connect", counter.connecting)
+    event.listen(engine, "connect", counter.opened)
+    event.listen(engine, "close", counter.gone)
+    event.listen(engine, "detach", counter.gone)  # still open, but no longer the pool's
+    return counter
+
+
 def _engine_loggers(engine: sa.Engine) -> list[logging.Logger | str]:
     """The loggers an engine's records go to (its own, its pool's, its driver's), to scrub."""
     found: list[logging.Logger | str] = []
@@ -243,18 +216,6 @@ def _engine_loggers(engine: sa.Engine) -> list[logging.Logger | str]:
             found.append(logger)
     found += DRIVER_LOGGERS.get(engine.dialect.driver, ())
     return found
-
-
-def describe_connection(sa_conn: sa.Connection) -> str:
-    """How a leak warning names a connection: its server pid when the driver tells (psycopg)."""
-    if sa_conn.closed or sa_conn.invalidated:
-        return "closed"
-    try:
-        driver = sa_conn.connection.driver_connection
-    except sa_exc.SQLAlchemyError:
-        return "closed"
-    pid = getattr(getattr(driver, "info", None), "backend_pid", None)
-    return f"server pid {pid}" if pid else type(driver).__name__
 
 
 def sync_connection(sa_conn: sa.Connection | AsyncConnection) -> sa.Connection:
@@ -275,26 +236,32 @@ def _no_such_dialect(sa_url: sa.URL) -> ConfigurationError:
 
 
 def sqlalchemy_url(url: DatabaseURL, *, is_async: bool) -> sa.URL:
-    text = to_sqlalchemy_url(url, is_async=is_async)
+    """The connectable SQLAlchemy URL: ``postgres://`` renamed, a default driver added, and
+    libpq's multi-host form as SQLAlchemy writes it (``?host=h1:5432&host=h2:5433``).
+
+    A bare ``postgresql://`` uses psycopg 3 (psycopg2 is not a dependency); async
+    engines get an async driver (``sqlite+aiosqlite``, ``mysql+aiomysql``, ...).
+    """
+    if url.is_conninfo:
+        raise ConfigurationError(
+            "the SQLAlchemy backend needs a URL (postgresql://user@host/db), not a libpq key=value string"
+        )
+    dialect = "postgresql" if url.dialect == "postgres" else url.dialect
+    driver = url.driver or default_driver(dialect, is_async=is_async)
+    if is_async and driver is None:
+        raise ConfigurationError(f"no default async driver for {dialect}://; name one, e.g. {dialect}+<asyncdriver>://")
+    if is_async and driver not in ASYNC_DRIVERS:
+        suggestion = default_driver(dialect, is_async=True)
+        hint = f" such as {dialect}+{suggestion}://" if suggestion else ""
+        raise ConfigurationError(
+            f"{dialect}+{driver}:// is a synchronous driver; AsyncSQLAlchemyDatabase needs an async one{hint}"
+        )
+    scheme = f"{dialect}+{driver}" if driver else dialect
+    connectable = url.with_scheme(scheme) if scheme != url.scheme else url
     try:
-        return sa.make_url(text)
+        return sa.make_url(connectable.with_hosts_in_query().render(hide_password=False))
     except sa_exc.ArgumentError as exc:
         raise ConfigurationError(f"SQLAlchemy cannot parse {url}: {exc}") from None
-
-
-def split_libpq_options(sa_url: sa.URL) -> tuple[sa.URL, dict[str, str]]:
-    """Turn a libpq ``?options=-c key=value`` URL parameter into asyncpg ``server_settings``.
-
-    psycopg passes ``options`` to the server; asyncpg rejects it. Translating it keeps
-    one URL valid for both drivers, so switching driver is a config change only.
-    """
-    options = sa_url.query.get("options")
-    if sa_url.get_driver_name() != "asyncpg" or not isinstance(options, str):
-        return sa_url, {}
-    settings: dict[str, str] = {}
-    for part in re.findall(r"-c\s*([^\s=]+)=(\S+)", options):
-        settings[part[0]] = part[1]
-    return sa_url.difference_update_query(["options"]), settings
 
 
 def engine_arguments(
@@ -308,7 +275,7 @@ def engine_arguments(
     """``create_engine`` arguments from the checked options ``o``."""
     dialect, driver = sa_url.get_backend_name(), sa_url.get_driver_name()
     args: dict[str, Any] = {"echo": o["echo"]}
-    driver_args = dict(
+    defaults = dict(
         timeout_connect_args(
             dialect, driver, connect_timeout=o["connect_timeout"], statement_timeout=o["statement_timeout"]
         )
@@ -318,7 +285,7 @@ def engine_arguments(
         # would give each its own empty database.
         args["poolclass"] = StaticPool
         if driver == "pysqlite":
-            driver_args["check_same_thread"] = False
+            defaults["check_same_thread"] = False
     else:
         args.update(
             pool_size=o["pool_size"],
@@ -326,47 +293,15 @@ def engine_arguments(
             pool_timeout=o["pool_timeout"],
             pool_recycle=-1 if o["pool_recycle"] is None else o["pool_recycle"],
             # Checked here where the socket is reachable (_liveness); SQLite needs no ping.
-            pool_pre_ping=o["pool_pre_ping"] and dialect != "sqlite" and not probes_socket(dialect, driver),
+            pool_pre_ping=o["pool_pre_ping"] and dialect != "sqlite" and driver not in SOCKET_DRIVERS,
             pool_use_lifo=o["pool_use_lifo"],
         )
-    user_args = dict(connect_args or {})
-    if isinstance(user_args.get("server_settings"), Mapping) and "server_settings" in driver_args:
-        user_args["server_settings"] = {**driver_args["server_settings"], **user_args["server_settings"]}
-    driver_args.update(user_args)
-    if driver_args:
-        args["connect_args"] = driver_args
+    args["connect_args"] = merge_connect_args(defaults, connect_args)
     level = normalize_isolation(o["isolation_level"])
     if level and not deferred_begin:  # else it goes into each BEGIN
         args["isolation_level"] = isolation_option(dialect, level)
     args.update(o["engine_options"] or {})
     return args
-
-
-def apply_prepare_threshold(
-    args: dict[str, Any], driver: str, prepare_threshold: object, *, pgbouncer: bool = False
-) -> None:
-    """psycopg's ``prepare_threshold``: none/false turns server-side prepared statements off
-    (PgBouncer in transaction mode), and so does ``pgbouncer = true``. A value in
-    ``connect_args`` wins, and is read the same way, so ``connect_args = { prepare_threshold =
-    false }`` in TOML works too."""
-    driver_args = dict(args.get("connect_args") or {})
-    given = driver_args.get("prepare_threshold", prepare_threshold)
-    if driver == "psycopg":
-        value = prepare_threshold_for(given, pgbouncer=pgbouncer)
-        if value != PSYCOPG_PREPARE_THRESHOLD or "prepare_threshold" in driver_args:
-            args["connect_args"] = {**driver_args, "prepare_threshold": value}
-    elif pgbouncer:
-        # asyncpg prepares every statement under names of its own; what it needs behind PgBouncer
-        # (unique names, no statement cache) is not set up here.
-        raise ConfigurationError(
-            f"pgbouncer = true configures the psycopg driver, and this URL uses {driver}; "
-            "use a postgresql+psycopg:// URL"
-        )
-    elif prepare_threshold != PSYCOPG_PREPARE_THRESHOLD:
-        raise ConfigurationError(
-            f"prepare_threshold is a setting of the psycopg driver, and this URL uses {driver}; "
-            "use a postgresql+psycopg:// URL, or remove the option"
-        )
 
 
 def install_listeners(engine: sa.Engine, *, statement_timeout: float | None) -> None:
@@ -387,13 +322,7 @@ def install_listeners(engine: sa.Engine, *, statement_timeout: float | None) -> 
 
         @event.listens_for(engine, "connect")
         def _mysql_statement_timeout(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            try:
-                cursor.execute("SELECT VERSION()")
-                version = str(cursor.fetchone()[0])
-                cursor.execute(mysql_statement_timeout_sql(version, statement_timeout))
-            finally:
-                cursor.close()
+            set_mysql_statement_timeout(dbapi_connection, statement_timeout)
 
 
 def create_engine_checked(sa_url: sa.URL, args: Mapping[str, Any], *, is_async: bool) -> Any:

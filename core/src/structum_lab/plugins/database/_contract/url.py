@@ -197,6 +197,20 @@ class DatabaseURL:
         joiner = "&" if "?" in head else "?"
         return DatabaseURL.parse(f"{head}{joiner}{quote(key, safe='')}={quote(value, safe='')}")
 
+    def with_hosts_in_query(self) -> DatabaseURL:
+        """libpq's multi-host form ``h1:5432,h2:5433`` moved into the query as
+        ``?host=h1:5432&host=h2:5433``, the form SQLAlchemy's PostgreSQL dialects read
+        (the same URL for one host)."""
+        if not self.hosts or self.is_conninfo:
+            return self
+        head, _, rest = self._raw.partition("://")
+        cut = min((i for i in (rest.find("/"), rest.find("?")) if i != -1), default=len(rest))
+        userinfo, at, _ = rest[:cut].rpartition("@")
+        path, mark, query = rest[cut:].partition("?")
+        extra = "&".join(f"host={h}:{p}" if p else f"host={h}" for h, p in self.hosts)
+        query = f"{query}&{extra}" if mark and query else extra
+        return DatabaseURL.parse(f"{head}://{userinfo}{at}{path or '/'}?{query}")
+
     def __str__(self) -> str:
         return self.render()
 

@@ -1,17 +1,48 @@
 """What core knows about PEP 249 drivers, by name, for any backend built on them.
 
-The SQL lexical rules and parameter style (to pick a :class:`~.params.Translator`), the
-connect arguments that bound connecting and statements, and what to install.
+Drivers are named as SQLAlchemy names them (``psycopg``, ``asyncpg``, ``pymysql``,
+``aiosqlite``, ...): the SQL lexical rules and parameter style (to pick a
+:class:`~.params.Translator`), the default driver of a dialect and which drivers are
+asyncio ones, the connect arguments that bound connecting, statements and each round
+trip, what to install, and a few things to do on a driver's connection.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 
+from .._contract.url import DatabaseURL
 from .params import ASYNCPG, GENERIC, MYSQL, POSTGRESQL, PSYCOPG, PYMYSQL, SQLITE, SQLITE3, ParamTarget, SQLDialect
 
-__all__ = ["driver_install_hint", "lexer_for", "mysql_statement_timeout_sql", "target_for", "timeout_connect_args"]
+__all__ = [
+    "ASYNC_DRIVERS",
+    "deadline_connect_args",
+    "default_driver",
+    "describe_driver_connection",
+    "driver_install_hint",
+    "is_memory_sqlite",
+    "lexer_for",
+    "merge_connect_args",
+    "mysql_statement_timeout_sql",
+    "server_settings_from_options",
+    "set_mysql_statement_timeout",
+    "target_for",
+    "timeout_connect_args",
+]
+
+#: The driver a dialect gets when the URL names none: psycopg 3 (psycopg2 is not a
+#: dependency), PyMySQL; the asyncio ones below.
+_SYNC_DRIVER: Final = {"postgresql": "psycopg", "mysql": "pymysql", "mariadb": "pymysql"}
+_ASYNC_DRIVER: Final = {
+    "postgresql": "psycopg",
+    "mysql": "aiomysql",
+    "mariadb": "aiomysql",
+    "sqlite": "aiosqlite",
+}
+#: The drivers that work under asyncio.
+ASYNC_DRIVERS: Final = frozenset({"psycopg", "psycopg_async", "asyncpg", "aiomysql", "asyncmy", "aiosqlite", "aioodbc"})
 
 _PACKAGES: Final = {
     "psycopg": "psycopg[binary]",
@@ -57,6 +88,18 @@ def target_for(driver: str, paramstyle: str) -> ParamTarget:
     return ParamTarget(f"{paramstyle}-driver", None, "qmark", False)
 
 
+def default_driver(dialect: str, *, is_async: bool) -> str | None:
+    """The driver for a URL that names none (``None``: the dialect's own default, if any)."""
+    return (_ASYNC_DRIVER if is_async else _SYNC_DRIVER).get(dialect)
+
+
+def is_memory_sqlite(url: DatabaseURL) -> bool:
+    """An in-memory SQLite database: each connection would open a new, empty one."""
+    if url.dialect != "sqlite":
+        return False
+    return url.database in (None, "", ":memory:") or url.query_dict().get("mode") == "memory"
+
+
 def driver_install_hint(driver: str | None) -> str:
     """The ``pip install`` line for a DB-API driver (by SQLAlchemy's driver name)."""
     package = _PACKAGES.get(driver or "")
@@ -91,8 +134,61 @@ def timeout_connect_args(
     return args
 
 
+def merge_connect_args(defaults: Mapping[str, Any], given: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The user's connect arguments over ``defaults``; asyncpg's ``server_settings`` are
+    merged key by key (a setting of the user's does not drop the statement timeout)."""
+    merged = {**defaults, **(given or {})}
+    if isinstance(defaults.get("server_settings"), Mapping) and isinstance(merged["server_settings"], Mapping):
+        merged["server_settings"] = {**defaults["server_settings"], **merged["server_settings"]}
+    return merged
+
+
+def server_settings_from_options(options: str) -> dict[str, str]:
+    """libpq's ``options=-c key=value -c ...`` as asyncpg's ``server_settings``.
+
+    psycopg passes ``options`` to the server; asyncpg rejects it. Translating it keeps one
+    URL valid for both drivers, so switching driver is a config change only.
+    """
+    return dict(re.findall(r"-c\s*([^\s=]+)=(\S+)", options))
+
+
+def deadline_connect_args(driver: str, deadline: float | None) -> dict[str, Any]:
+    """Arguments that put the client-side ``deadline`` (``_deadline.py``) on every round trip,
+    for the drivers that take one: asyncpg's ``command_timeout`` (its own client-side timer;
+    a connection whose command timed out must then be discarded, asyncpg would keep it) and
+    PyMySQL's ``read_timeout`` (a socket timeout, after which PyMySQL closes the connection).
+    psycopg's is a connection subclass (``kit_psycopg``); SQLite is local, and aiomysql has
+    no read timeout."""
+    if deadline is None:
+        return {}
+    if driver == "asyncpg":
+        return {"command_timeout": deadline}
+    if driver == "pymysql":
+        return {"read_timeout": deadline}
+    return {}
+
+
 def mysql_statement_timeout_sql(server_version: str, statement_timeout: float) -> str:
     """MariaDB's ``max_statement_time`` is in seconds, MySQL's ``max_execution_time`` in ms."""
     if "mariadb" in server_version.lower():
         return f"SET SESSION max_statement_time={statement_timeout:g}"
     return f"SET SESSION max_execution_time={int(statement_timeout * 1000)}"
+
+
+def set_mysql_statement_timeout(dbapi_connection: Any, statement_timeout: float) -> None:
+    """Give a new MySQL or MariaDB connection (a sync DB-API one) its ``statement_timeout``:
+    the URL cannot tell which server it is, so this asks it."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("SELECT VERSION()")
+        version = str(cursor.fetchone()[0])
+        cursor.execute(mysql_statement_timeout_sql(version, statement_timeout))
+    finally:
+        cursor.close()
+
+
+def describe_driver_connection(driver_connection: Any) -> str:
+    """How a leak warning names a driver's connection: its server pid when the driver tells
+    (psycopg), else its class."""
+    pid = getattr(getattr(driver_connection, "info", None), "backend_pid", None)
+    return f"server pid {pid}" if pid else type(driver_connection).__name__

@@ -15,7 +15,10 @@ from typing import Any, Final
 from .._contract import errors as e
 from .secrets import Secrets
 
-__all__ = ["driver_error_code", "translate_error"]
+__all__ = ["REPLACEABLE_ERRORS", "driver_error_code", "error_classes", "translate_error"]
+
+#: The engine's own errors a driver may have raised as subclasses (its ``error_classes``).
+REPLACEABLE_ERRORS: Final = (e.PoolTimeoutError, e.NoResultFound, e.MultipleResultsFound)
 
 _SQLSTATE_EXACT: Final[dict[str, type[e.DatabaseError]]] = {
     "40001": e.SerializationError,
@@ -115,6 +118,19 @@ def _codes(exc: BaseException) -> tuple[str | None, str | None, int | None]:
         sqlite_name if isinstance(sqlite_name, str) else None,
         errno,
     )
+
+
+def error_classes(*subclasses: type[e.DatabaseError]) -> Mapping[type[e.DatabaseError], type[e.DatabaseError]]:
+    """A driver's ``error_classes``: each subclass is raised instead of the engine's error it
+    derives from (one of :data:`REPLACEABLE_ERRORS`), e.g. to make it catchable as the driver
+    library's own too: ``class MyPoolTimeout(PoolTimeoutError, mylib.TimeoutError)``."""
+    found: dict[type[e.DatabaseError], type[e.DatabaseError]] = {}
+    for cls in subclasses:
+        bases = [base for base in REPLACEABLE_ERRORS if issubclass(cls, base)]
+        if not bases:
+            raise TypeError(f"{cls.__name__} derives from none of {', '.join(b.__name__ for b in REPLACEABLE_ERRORS)}")
+        found[bases[0]] = cls
+    return found
 
 
 def driver_error_code(exc: BaseException) -> str | None:

@@ -8,11 +8,17 @@ server connections, so server-side prepared statements break there; psycopg's
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 
 from .._contract.errors import ConfigurationError
 
-__all__ = ["PSYCOPG_PREPARE_THRESHOLD", "normalize_prepare_threshold", "prepare_threshold_for"]
+__all__ = [
+    "PSYCOPG_PREPARE_THRESHOLD",
+    "normalize_prepare_threshold",
+    "prepare_threshold_args",
+    "prepare_threshold_for",
+]
 
 #: psycopg's own default: prepare a statement after this many executions.
 PSYCOPG_PREPARE_THRESHOLD: Final = 5
@@ -56,3 +62,32 @@ def prepare_threshold_for(value: object, *, pgbouncer: bool) -> int | None:
             "breaks prepared statements; remove prepare_threshold"
         )
     return None
+
+
+def prepare_threshold_args(
+    driver: str, connect_args: Mapping[str, Any], prepare_threshold: object, *, pgbouncer: bool = False
+) -> dict[str, Any]:
+    """``connect_args`` for a backend whose URL picks the DB-API ``driver``, with psycopg's
+    ``prepare_threshold`` as the option asks: none/false turns server-side prepared statements
+    off (PgBouncer in transaction mode), and so does ``pgbouncer = true``. A value in
+    ``connect_args`` wins, and is read the same way, so ``connect_args = { prepare_threshold =
+    false }`` in TOML works too. Another driver refuses both options, unless left at their
+    defaults."""
+    args = dict(connect_args)
+    if driver == "psycopg":
+        value = prepare_threshold_for(args.get("prepare_threshold", prepare_threshold), pgbouncer=pgbouncer)
+        if value != PSYCOPG_PREPARE_THRESHOLD or "prepare_threshold" in args:
+            args["prepare_threshold"] = value
+    elif pgbouncer:
+        # asyncpg prepares every statement under names of its own; what it needs behind PgBouncer
+        # (unique names, no statement cache) is not set up here.
+        raise ConfigurationError(
+            f"pgbouncer = true configures the psycopg driver, and this URL uses {driver}; "
+            "use a postgresql+psycopg:// URL"
+        )
+    elif prepare_threshold != PSYCOPG_PREPARE_THRESHOLD:
+        raise ConfigurationError(
+            f"prepare_threshold is a setting of the psycopg driver, and this URL uses {driver}; "
+            "use a postgresql+psycopg:// URL, or remove the option"
+        )
+    return args
