@@ -65,6 +65,8 @@ class Result:
     vs: tuple[str, list[float], float] | None = None
     skipped: str | None = None  # the side did not run: why
     round_trips: tuple[float | None, float | None] | None = None  # per operation: raw, layer
+    #: Further targets of the row, each with whether it is met (e.g. a peak RSS growth).
+    limits: list[tuple[str, bool]] = field(default_factory=list)
 
     @property
     def ratios(self) -> list[float]:
@@ -85,7 +87,7 @@ class Result:
         met = 1 / med >= self.target if self.higher_is_better_ratio else med <= self.target
         if self.vs is not None and self.vs_ratios:
             met = met and 1 / statistics.median(self.vs_ratios) >= self.vs[2]
-        return met
+        return met and all(ok for _, ok in self.limits)
 
     def _target(self) -> str:
         if self.target is None:
@@ -93,7 +95,7 @@ class Result:
         text = f">= {self.target:g}x throughput" if self.higher_is_better_ratio else f"<= {self.target:g}"
         if self.vs is not None:
             text += f"; >= {self.vs[2]:g}x {self.vs[0]}" + ("" if self.vs[1] else " (not measured)")
-        return text
+        return text + "".join(f"; {label}" for label, _ in self.limits)
 
     def _round_trips(self) -> str:
         if self.round_trips is None:
@@ -287,6 +289,7 @@ def main() -> None:
             with spec.context() as (raw, layer):
                 interleave(result, raw, layer, reps)
             result.extra.update(spec.extra())
+            result.limits = getattr(spec, "limits", list)()  # e.g. stream_workloads' memory target
             results.append(result)
         if not args.no_round_trips:
             count_round_trips(results, args.only)

@@ -95,6 +95,10 @@ SHORT_WORKLOADS = frozenset(
 )
 
 
+#: Workloads of a million rows a run: a few repetitions (``Scale.long_reps``) are enough.
+LONG_WORKLOADS = frozenset({"stream_1m", "copy_out_1m"})
+
+
 #: The transaction workloads whose round trips per operation are counted (tests/_roundtrips.py).
 ROUND_TRIP_WORKLOADS = frozenset({"pooled_tx", "point_read", "single_read (db.execute)", "tpcb_like"})
 
@@ -109,23 +113,58 @@ class Scale:
     async_reads: int
     tpcb_tx: int = 300  # TPC-B-like transactions per thread (4 threads)
     pgbench_secs: int = 1  # pgbench -T
+    stream_rows: int = 1_000_000  # rows of stream_1m and copy_out_1m
+    long_reps: int = 3  # repetitions of LONG_WORKLOADS
 
     @classmethod
     def full(cls) -> Scale:
         return cls(
-            reps=7, short_reps=21, tx=500, rows=50_000, thread_tx=250, async_reads=20, tpcb_tx=400, pgbench_secs=1
+            reps=7,
+            short_reps=21,
+            tx=500,
+            rows=50_000,
+            thread_tx=250,
+            async_reads=20,
+            tpcb_tx=400,
+            pgbench_secs=1,
+            stream_rows=1_000_000,
+            long_reps=3,
         )
 
     @classmethod
     def quick(cls) -> Scale:
-        return cls(reps=3, short_reps=5, tx=300, rows=20_000, thread_tx=60, async_reads=10, tpcb_tx=150, pgbench_secs=1)
+        return cls(
+            reps=3,
+            short_reps=5,
+            tx=300,
+            rows=20_000,
+            thread_tx=60,
+            async_reads=10,
+            tpcb_tx=150,
+            pgbench_secs=1,
+            stream_rows=200_000,
+            long_reps=3,
+        )
 
     @classmethod
     def counting(cls) -> Scale:
         """The round-trip pass: a few operations of each side (they are counted, not timed)."""
-        return cls(reps=1, short_reps=1, tx=20, rows=1_000, thread_tx=5, async_reads=2, tpcb_tx=10, pgbench_secs=1)
+        return cls(
+            reps=1,
+            short_reps=1,
+            tx=20,
+            rows=1_000,
+            thread_tx=5,
+            async_reads=2,
+            tpcb_tx=10,
+            pgbench_secs=1,
+            stream_rows=2_000,
+            long_reps=1,
+        )
 
     def reps_for(self, workload: str) -> int:
+        if workload in LONG_WORKLOADS:
+            return self.long_reps
         return self.short_reps if workload in SHORT_WORKLOADS else self.reps
 
 
@@ -273,6 +312,7 @@ def all_workloads(url: str, scale: Scale) -> list[Workload | MultiWorkload]:
     from observer_workload import observer_workloads
     from psycopg_workloads import psycopg_workloads
     from sqlalchemy_workloads import sqlalchemy_workloads
+    from stream_workloads import stream_workloads
     from tpcb_workload import tpcb_workloads
 
     return [
@@ -280,4 +320,5 @@ def all_workloads(url: str, scale: Scale) -> list[Workload | MultiWorkload]:
         *sqlalchemy_workloads(url, scale),
         *tpcb_workloads(url, scale),
         *observer_workloads(url, scale),
+        *stream_workloads(url, scale),
     ]
