@@ -106,6 +106,16 @@ async def test_copy_carries_python_types_both_ways(db: Any) -> None:
         assert tuple(row.values()) == RECORD
 
 
+@pytest.mark.parametrize("rows", [0, 1, 999, 1000, 2000, 2501])
+async def test_copy_out_reads_every_row_across_batch_boundaries(db: Any, rows: int) -> None:
+    # copy_out reads the COPY a batch of rows per wait: a COPY that ends on a batch boundary,
+    # inside one, or at once must still give every row, in order, and end the COPY.
+    async with db.transaction() as conn:
+        out = [r async for r in conn.copy_out("SELECT g, g * 2 FROM generate_series(1, :n) g", {"n": rows})]
+        assert out == [(g, g * 2) for g in range(1, rows + 1)]
+        assert await (await conn.execute("SELECT 1 AS one")).scalar() == 1  # the COPY has ended
+
+
 async def test_leaving_copy_out_early_leaves_the_transaction_usable(db: Any) -> None:
     async with db.transaction() as conn:
         await conn.execute("CREATE TABLE kept (id INT)")

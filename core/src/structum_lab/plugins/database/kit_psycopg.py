@@ -31,8 +31,9 @@ from ._psycopg.batch_async import run_batch as run_batch_async
 from ._psycopg.copy import copy_in, copy_out, copy_statement
 from ._psycopg.copy_async import copy_in as copy_in_async
 from ._psycopg.copy_async import copy_out as copy_out_async
-from ._psycopg.cursor_rows import PsycopgRows
+from ._psycopg.cursor_rows import PsycopgRows, open_stream
 from ._psycopg.cursor_rows_async import AsyncPsycopgRows
+from ._psycopg.cursor_rows_async import open_stream as open_stream_async
 from ._psycopg.listen import PsycopgNotifier
 from ._psycopg.listen_async import AsyncPsycopgNotifier
 from ._psycopg.rows import parenthesized, row_factory
@@ -50,6 +51,8 @@ __all__ = [
     "copy_out",
     "copy_out_async",
     "copy_statement",
+    "open_stream",
+    "open_stream_async",
     "AsyncPsycopgDeadline",
     "AsyncWatchdogDeadline",
     "PsycopgDeadline",

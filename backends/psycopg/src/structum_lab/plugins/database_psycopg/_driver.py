@@ -48,6 +48,7 @@ from structum_lab.plugins.database.kit_psycopg import (
     begun_query,
     copy_in,
     copy_out,
+    open_stream,
     run_batch,
 )
 
@@ -56,7 +57,6 @@ from ._pool import (
     COLD_RETRY,
     COLD_SLICE,
     COLD_VERIFY,
-    STREAM_NAMES,
     TRANSLATOR,
     quiet_pool_log,
     stamp,
@@ -475,10 +475,7 @@ class PsycopgDriver(DriverBase[Raw]):
         return PsycopgRows(cursor)
 
     def stream(self, raw: Raw, sql: str, params: Bound, batch_size: int) -> PsycopgRows:
-        cursor = raw.cursor(name=next(STREAM_NAMES))  # DECLARE ... CURSOR: read batch by batch
-        cursor.itersize = batch_size
-        cursor.execute(sql, params)
-        return PsycopgRows(cursor)
+        return open_stream(raw, sql, params, batch_size)
 
     def copy_in(
         self,

@@ -46,6 +46,7 @@ from structum_lab.plugins.database.kit_psycopg import (
     begun_query_async,
     copy_in_async,
     copy_out_async,
+    open_stream_async,
     run_batch_async,
 )
 
@@ -54,7 +55,6 @@ from ._pool import (
     COLD_RETRY,
     COLD_SLICE,
     COLD_VERIFY,
-    STREAM_NAMES,
     TRANSLATOR,
     quiet_pool_log,
     stamp,
@@ -476,10 +476,7 @@ class AsyncPsycopgDriver(AsyncDriverBase[AsyncRaw]):
         return AsyncPsycopgRows(cursor)
 
     async def stream(self, raw: AsyncRaw, sql: str, params: Bound, batch_size: int) -> AsyncPsycopgRows:
-        cursor = raw.cursor(name=next(STREAM_NAMES))  # DECLARE ... CURSOR: read batch by batch
-        cursor.itersize = batch_size
-        await cursor.execute(sql, params)
-        return AsyncPsycopgRows(cursor)
+        return await open_stream_async(raw, sql, params, batch_size)
 
     async def copy_in(
         self,

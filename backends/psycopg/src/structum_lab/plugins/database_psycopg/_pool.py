@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 from time import monotonic
 from typing import Any, Final
@@ -25,7 +24,6 @@ __all__ = [
     "COLD_RETRY",
     "COLD_SLICE",
     "COLD_VERIFY",
-    "STREAM_NAMES",
     "TRANSLATOR",
     "first_line",
     "quiet_pool_log",
@@ -34,9 +32,6 @@ __all__ = [
 
 #: One translator for every psycopg database: the cache is per SQL string, not per pool.
 TRANSLATOR: Final = Translator(POSTGRESQL, PSYCOPG_POSITIONAL)
-
-#: Names of the server-side cursors that ``conn.stream()`` declares (unique in the process).
-STREAM_NAMES: Final = (f"structum_stream_{n}" for n in itertools.count(1))
 
 #: How long a checkout waits on the pool at a time while the pool cannot connect, so
 #: that a connection error reaches the caller instead of a full pool_timeout wait.

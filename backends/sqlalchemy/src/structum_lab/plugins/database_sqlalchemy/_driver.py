@@ -36,6 +36,7 @@ from structum_lab.plugins.database.kit import (
     Features,
     ListenerOf,
     PoolExhausted,
+    Rows,
     describe_driver_connection,
     forced_ping,
     log,
@@ -311,7 +312,7 @@ class SQLAlchemyDriver(DriverBase[Connection]):
             result = raw.exec_driver_sql(sql, params)
         return rows_of(result)
 
-    def stream(self, raw: Connection, sql: str, params: Bound, batch_size: int) -> SQLAlchemyStream:
+    def stream(self, raw: Connection, sql: str, params: Bound, batch_size: int) -> Rows:
         result = _execute_streaming(raw, sql, params, batch_size)
         return SQLAlchemyStream(raw, result)
 

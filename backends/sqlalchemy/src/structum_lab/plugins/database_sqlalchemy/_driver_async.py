@@ -30,6 +30,7 @@ from structum_lab.plugins.database.kit import (
     ASYNC,
     AsyncCursorRows,
     AsyncDriverBase,
+    AsyncRows,
     Bound,
     Features,
     ListenerOf,
@@ -321,7 +322,7 @@ class AsyncSQLAlchemyDriver(AsyncDriverBase[AsyncConnection]):
             result = await raw.exec_driver_sql(sql, params)
         return rows_of(result)
 
-    async def stream(self, raw: AsyncConnection, sql: str, params: Bound, batch_size: int) -> AsyncSQLAlchemyStream:
+    async def stream(self, raw: AsyncConnection, sql: str, params: Bound, batch_size: int) -> AsyncRows:
         if ASYNC:  # ASYNC
             result = await raw.run_sync(_execute_streaming, sql, params, batch_size)
         else:

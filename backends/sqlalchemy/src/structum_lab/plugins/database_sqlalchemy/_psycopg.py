@@ -4,8 +4,8 @@
 """SQLAlchemy's psycopg driver (``postgresql+psycopg``): psycopg itself, under SQLAlchemy.
 
 :class:`SQLAlchemyPsycopgDriver` reads the server's transaction state from the psycopg
-connection under SQLAlchemy's (``features.aborted_state``), and runs COPY and LISTEN on
-psycopg directly (core's ``kit_psycopg``).
+connection under SQLAlchemy's (``features.aborted_state``), and runs COPY, LISTEN and
+``stream()``'s server-side cursors on psycopg directly (core's ``kit_psycopg``).
 
 :class:`DeferredBeginDriver` (unless ``engine_options`` set an isolation level of
 SQLAlchemy's) sends BEGIN with the first statement. The DB-API connections are in
@@ -45,9 +45,11 @@ from sqlalchemy import Connection, event
 from structum_lab.plugins.database.kit import Bound, CursorRows, Rows
 from structum_lab.plugins.database.kit_psycopg import (
     PsycopgNotifier,
+    PsycopgRows,
     begun_query,
     copy_in,
     copy_out,
+    open_stream,
     run_batch,
 )
 
@@ -106,6 +108,11 @@ class SQLAlchemyPsycopgDriver(SQLAlchemyDriver):
 
     def copy_out(self, raw: Connection, sql: str, params: Bound) -> Iterator[tuple[Any, ...]]:
         yield from copy_out(self._psycopg(raw), sql, params)
+
+    def stream(self, raw: Connection, sql: str, params: Bound, batch_size: int) -> PsycopgRows:
+        # psycopg's server-side cursor, not SQLAlchemy's stream_results: its rows are core
+        # Row dicts as psycopg reads them (SQLAlchemy's Row objects would be built and copied).
+        return open_stream(self._psycopg(raw), sql, params, batch_size)
 
     def notifier(self) -> PsycopgNotifier:
         engine = self.parts.sa_engine

@@ -1,8 +1,8 @@
 """SQLAlchemy's psycopg driver (``postgresql+psycopg``): psycopg itself, under SQLAlchemy.
 
 :class:`AsyncSQLAlchemyPsycopgDriver` reads the server's transaction state from the psycopg
-connection under SQLAlchemy's (``features.aborted_state``), and runs COPY and LISTEN on
-psycopg directly (core's ``kit_psycopg``).
+connection under SQLAlchemy's (``features.aborted_state``), and runs COPY, LISTEN and
+``stream()``'s server-side cursors on psycopg directly (core's ``kit_psycopg``).
 
 :class:`AsyncDeferredBeginDriver` (unless ``engine_options`` set an isolation level of
 SQLAlchemy's) sends BEGIN with the first statement. The DB-API connections are in
@@ -45,9 +45,11 @@ from sqlalchemy.util import await_
 from structum_lab.plugins.database.kit import ASYNC, AsyncCursorRows, AsyncRows, Bound
 from structum_lab.plugins.database.kit_psycopg import (
     AsyncPsycopgNotifier,
+    AsyncPsycopgRows,
     begun_query_async,
     copy_in_async,
     copy_out_async,
+    open_stream_async,
     run_batch_async,
 )
 
@@ -110,6 +112,11 @@ class AsyncSQLAlchemyPsycopgDriver(AsyncSQLAlchemyDriver):
     async def copy_out(self, raw: AsyncConnection, sql: str, params: Bound) -> AsyncIterator[tuple[Any, ...]]:
         async for record in copy_out_async(await self._psycopg(raw), sql, params):
             yield record
+
+    async def stream(self, raw: AsyncConnection, sql: str, params: Bound, batch_size: int) -> AsyncPsycopgRows:
+        # psycopg's server-side cursor, not SQLAlchemy's stream_results: its rows are core
+        # Row dicts as psycopg reads them (SQLAlchemy's Row objects would be built and copied).
+        return await open_stream_async(await self._psycopg(raw), sql, params, batch_size)
 
     async def notifier(self) -> AsyncPsycopgNotifier:
         engine = self.parts.sa_engine

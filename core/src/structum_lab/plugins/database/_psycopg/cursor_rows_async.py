@@ -3,19 +3,35 @@
 The cursor's row factory makes core ``Row`` dicts (:func:`.rows.row_factory`). On a
 client-side cursor the whole result arrived with the statement, so the rows stay readable
 after the connection is returned; on a server-side one (``conn.stream()``) each fetch may
-be a round trip.
+be a round trip. :func:`open_stream` declares such a cursor, for ``conn.stream()`` on every
+backend that reaches a psycopg connection.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import itertools
+from typing import Any, Final
 
-from psycopg import AsyncCursor, AsyncServerCursor
+from psycopg import AsyncConnection, AsyncCursor, AsyncServerCursor
 from psycopg.rows import tuple_row
 
 from .._contract.rows import Row, paused_gc
+from .rows import row_factory
 
-__all__ = ["AsyncPsycopgRows"]
+__all__ = ["AsyncPsycopgRows", "open_stream"]
+
+#: Numbers the server-side cursors of ``conn.stream()``: their names are unique in the
+#: process (``next()`` on a count is atomic, as a generator shared by threads is not).
+_STREAMS: Final = itertools.count(1)
+
+
+async def open_stream(conn: AsyncConnection[Any], sql: str, params: Any, batch_size: int) -> AsyncPsycopgRows:
+    """``sql`` on a server-side cursor (``DECLARE ... CURSOR``, inside the connection's
+    transaction), whose rows are then fetched ``batch_size`` per round trip."""
+    cursor = conn.cursor(name=f"structum_stream_{next(_STREAMS)}", row_factory=row_factory)
+    cursor.itersize = batch_size
+    await cursor.execute(sql, params)
+    return AsyncPsycopgRows(cursor)
 
 
 class AsyncPsycopgRows:
