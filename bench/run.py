@@ -492,7 +492,9 @@ def bars_from_results(results: list[Result]) -> list[Bar]:
         if r.skipped or not r.layer or not r.raw:
             continue
         ratios = r.ratios
-        bars.append(Bar(r.workload, r.backend, statistics.median(ratios), min(ratios), max(ratios)))
+        # As the table prints them, so that --chart-from rebuilds the same chart from the report.
+        median, low, high = (float(f"{v:.3f}") for v in (statistics.median(ratios), min(ratios), max(ratios)))
+        bars.append(Bar(r.workload, r.backend, median, low, high))
     return bars
 
 

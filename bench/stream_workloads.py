@@ -186,54 +186,52 @@ def stream_workloads(url: str, scale: Scale) -> list[Workload]:
     rows = scale.stream_rows
     sa_url = url.replace("postgresql://", "postgresql+psycopg://", 1)
 
-    def psycopg_pair(raw_fn: Side, layer_fn: Side, memory: Memory) -> Pair:
-        """psycopg_pool against the psycopg backend, a pool of 1 each."""
+    def sides(
+        open_raw: Callable[[], tuple[Callable[[], Any], Callable[[], object]]],
+        open_layer: Callable[[], Any],
+    ) -> Callable[[Side, Side, Memory], Pair]:
+        """A side pair from what opens each: ``open_raw`` gives (a context manager factory for a
+        raw connection in a transaction, its closer); ``open_layer`` the layer's database."""
 
-        @contextlib.contextmanager
-        def pair() -> Iterator[tuple[Callable[[], float], Callable[[], float]]]:
-            pool = ConnectionPool(url, min_size=1, max_size=1, open=True, kwargs={"row_factory": dict_row})
-            pool.wait()
-            db = PostgresDatabase(url, pool_size=1, max_overflow=0)
-            try:
+        def pair_of(raw_fn: Side, layer_fn: Side, memory: Memory) -> Pair:
+            @contextlib.contextmanager
+            def pair() -> Iterator[tuple[Callable[[], float], Callable[[], float]]]:
+                connection, close_raw = open_raw()
+                db = open_layer()
+                try:
 
-                def raw() -> float:
-                    with pool.connection() as conn:
-                        return memory.run("raw", lambda n: raw_fn(conn, n), rows)
+                    def raw() -> float:
+                        with connection() as conn:
+                            return memory.run("raw", lambda n: raw_fn(conn, n), rows)
 
-                def layer() -> float:
-                    with db.transaction() as conn:
-                        return memory.run("layer", lambda n: layer_fn(conn, n), rows)
+                    def layer() -> float:
+                        with db.transaction() as conn:
+                            return memory.run("layer", lambda n: layer_fn(conn, n), rows)
 
-                yield raw, layer
-            finally:
-                pool.close()
-                db.shutdown()
+                    yield raw, layer
+                finally:
+                    close_raw()
+                    db.shutdown()
 
-        return pair
+            return pair
 
-    def sqlalchemy_pair(raw_fn: Side, layer_fn: Side, memory: Memory) -> Pair:
-        """An engine on postgresql+psycopg against the SQLAlchemy backend, a pool of 1 each."""
+        return pair_of
 
-        @contextlib.contextmanager
-        def pair() -> Iterator[tuple[Callable[[], float], Callable[[], float]]]:
-            engine = sa.create_engine(sa_url, pool_size=1, max_overflow=0, pool_pre_ping=True)
-            db = SQLAlchemyDatabase(sa_url, pool_size=1, max_overflow=0, pool_pre_ping=True)
-            try:
+    def psycopg_raw() -> tuple[Callable[[], Any], Callable[[], object]]:
+        pool = ConnectionPool(url, min_size=1, max_size=1, open=True, kwargs={"row_factory": dict_row})
+        pool.wait()
+        return pool.connection, pool.close
 
-                def raw() -> float:
-                    with engine.begin() as conn:
-                        return memory.run("raw", lambda n: raw_fn(conn, n), rows)
+    def sqlalchemy_raw() -> tuple[Callable[[], Any], Callable[[], object]]:
+        engine = sa.create_engine(sa_url, pool_size=1, max_overflow=0, pool_pre_ping=True)
+        return engine.begin, engine.dispose
 
-                def layer() -> float:
-                    with db.transaction() as conn:
-                        return memory.run("layer", lambda n: layer_fn(conn, n), rows)
-
-                yield raw, layer
-            finally:
-                engine.dispose()
-                db.shutdown()
-
-        return pair
+    #: psycopg_pool against the psycopg backend; an engine on postgresql+psycopg against the
+    #: SQLAlchemy backend; a pool of 1 each.
+    psycopg_pair = sides(psycopg_raw, lambda: PostgresDatabase(url, pool_size=1, max_overflow=0))
+    sqlalchemy_pair = sides(
+        sqlalchemy_raw, lambda: SQLAlchemyDatabase(sa_url, pool_size=1, max_overflow=0, pool_pre_ping=True)
+    )
 
     def workload(name: str, backend: str, label: str, pair: Callable[..., Pair], sides: tuple[Side, Side]) -> Workload:
         memory = Memory()
