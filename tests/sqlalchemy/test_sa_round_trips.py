@@ -23,7 +23,7 @@ from _roundtrips import RoundTripProxy
 
 import structum_lab.plugins.database as structum
 from structum_lab.plugins.database import IntegrityError
-from structum_lab.plugins.database_sqlalchemy import _liveness
+from structum_lab.plugins.database_sqlalchemy import _events
 
 
 @pytest.fixture
@@ -99,11 +99,35 @@ def test_sqlalchemy_core_first_in_a_transaction_is_inside_it(db: Any, pg_schema_
 
 def test_the_psycopg_connection_under_sqlalchemys_is_inside_the_transaction(db: Any, pg_schema_url: str) -> None:
     with db.transaction() as conn:
-        driver = conn.sqlalchemy_connection.connection.driver_connection  # the sync property sends BEGIN
+        sa_conn = conn.sqlalchemy_connection  # the BEGIN goes with the next statement, whoever sends it
+        driver = sa_conn.connection.driver_connection
         driver.execute("INSERT INTO rt (id, v) VALUES (5, 5)")
         assert driver.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
         assert observed(pg_schema_url) == []
     assert observed(pg_schema_url) == [(5, 5)]
+
+
+def test_sqlalchemys_own_transactions_send_begin_with_their_first_statement(
+    db: Any, proxy: RoundTripProxy, pg_schema_url: str
+) -> None:
+    with proxy.counting() as trips, db.get_session() as session:
+        session.execute(sa.text("INSERT INTO rt (id, v) VALUES (1, 1)"))
+        assert observed(pg_schema_url) == []
+        session.commit()
+    assert trips.count == 2  # BEGIN with the INSERT, then COMMIT
+    assert observed(pg_schema_url) == [(1, 1)]
+    with db.engine.begin():  # a transaction that runs nothing: its BEGIN must not linger
+        pass
+    with db.engine.connect() as sa_conn:
+        sa_conn.execution_options(isolation_level="AUTOCOMMIT")
+        sa_conn.exec_driver_sql("INSERT INTO rt (id, v) VALUES (2, 2)")
+        assert observed(pg_schema_url) == [(1, 1), (2, 2)]  # committed at once, not inside a stale BEGIN
+    with proxy.counting() as trips, db.engine.begin() as sa_conn:
+        rows = sa_conn.execute(sa.text("SELECT v FROM rt WHERE id > :low ORDER BY id"), {"low": 0})
+        assert rows.scalars().all() == [1, 2]
+        sa_conn.exec_driver_sql("DELETE FROM rt WHERE id = %(id)s", {"id": 2})
+    assert trips.count == 3  # BEGIN with the SELECT, the DELETE, COMMIT
+    assert observed(pg_schema_url) == [(1, 1)]
 
 
 def test_an_orm_session_first_in_a_transaction_joins_it(db: Any, pg_schema_url: str) -> None:
@@ -206,7 +230,7 @@ def test_a_health_check_pings_even_inside_the_window(db: Any, proxy: RoundTripPr
 def test_an_idle_connection_is_pinged_after_the_window(
     db: Any, proxy: RoundTripProxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_liveness, "PRE_PING_WINDOW", 0.0)  # every connection is "idle too long"
+    monkeypatch.setattr(_events, "PRE_PING_WINDOW", 0.0)  # every connection is "idle too long"
     with proxy.counting() as trips:
         db.execute("SELECT 1")
     assert trips.count == 2  # the ping, then the statement
@@ -215,7 +239,7 @@ def test_an_idle_connection_is_pinged_after_the_window(
 def test_pool_pre_ping_false_never_pings(
     proxy: RoundTripProxy, pg_schema_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_liveness, "PRE_PING_WINDOW", 0.0)
+    monkeypatch.setattr(_events, "PRE_PING_WINDOW", 0.0)
     database = _open(proxied_url(proxy, pg_schema_url), pool_pre_ping=False)
     try:
         database.execute("SELECT 1")
@@ -239,7 +263,7 @@ def test_a_killed_connection_is_replaced_at_checkout_unseen(
     pg_url: str, pg_schema_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Inside the window whatever the timing: only the readable-socket probe can tell it died.
-    monkeypatch.setattr(_liveness, "PRE_PING_WINDOW", 3600.0)
+    monkeypatch.setattr(_events, "PRE_PING_WINDOW", 3600.0)
     opener = structum.connect
     url = pg_schema_url.replace("postgresql://", "postgresql+psycopg://", 1)  # no proxy: the server's close must arrive
     database = opener(url, backend="sqlalchemy", pool_size=2, max_overflow=0)

@@ -21,7 +21,7 @@ from _roundtrips import RoundTripProxy
 import structum_lab.plugins.database as structum
 from structum_lab.plugins.database import IntegrityError
 from structum_lab.plugins.database.kit import ASYNC
-from structum_lab.plugins.database_sqlalchemy import _liveness
+from structum_lab.plugins.database_sqlalchemy import _events
 
 
 @pytest.fixture
@@ -99,16 +99,40 @@ async def test_sqlalchemy_core_first_in_a_transaction_is_inside_it(db: Any, pg_s
 
 async def test_the_psycopg_connection_under_sqlalchemys_is_inside_the_transaction(db: Any, pg_schema_url: str) -> None:
     async with db.transaction() as conn:
+        sa_conn = conn.sqlalchemy_connection  # the BEGIN goes with the next statement, whoever sends it
         if ASYNC:  # ASYNC
-            await conn.start()  # a property cannot send BEGIN on asyncio
-            driver = (await conn.sqlalchemy_connection.get_raw_connection()).driver_connection
-            await driver.execute("INSERT INTO rt (id, v) VALUES (5, 5)")
+            driver = (await sa_conn.get_raw_connection()).driver_connection
         else:
-            driver = conn.sqlalchemy_connection.connection.driver_connection  # the sync property sends BEGIN
-            driver.execute("INSERT INTO rt (id, v) VALUES (5, 5)")
+            driver = sa_conn.connection.driver_connection
+        await driver.execute("INSERT INTO rt (id, v) VALUES (5, 5)")
         assert driver.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
         assert observed(pg_schema_url) == []
     assert observed(pg_schema_url) == [(5, 5)]
+
+
+async def test_sqlalchemys_own_transactions_send_begin_with_their_first_statement(
+    db: Any, proxy: RoundTripProxy, pg_schema_url: str
+) -> None:
+    with proxy.counting() as trips:
+        async with db.get_session() as session:
+            await session.execute(sa.text("INSERT INTO rt (id, v) VALUES (1, 1)"))
+            assert observed(pg_schema_url) == []
+            await session.commit()
+    assert trips.count == 2  # BEGIN with the INSERT, then COMMIT
+    assert observed(pg_schema_url) == [(1, 1)]
+    async with db.engine.begin():  # a transaction that runs nothing: its BEGIN must not linger
+        pass
+    async with db.engine.connect() as sa_conn:
+        await sa_conn.execution_options(isolation_level="AUTOCOMMIT")
+        await sa_conn.exec_driver_sql("INSERT INTO rt (id, v) VALUES (2, 2)")
+        assert observed(pg_schema_url) == [(1, 1), (2, 2)]  # committed at once, not inside a stale BEGIN
+    with proxy.counting() as trips:
+        async with db.engine.begin() as sa_conn:
+            rows = await sa_conn.execute(sa.text("SELECT v FROM rt WHERE id > :low ORDER BY id"), {"low": 0})
+            assert rows.scalars().all() == [1, 2]
+            await sa_conn.exec_driver_sql("DELETE FROM rt WHERE id = %(id)s", {"id": 2})
+    assert trips.count == 3  # BEGIN with the SELECT, the DELETE, COMMIT
+    assert observed(pg_schema_url) == [(1, 1)]
 
 
 async def test_an_orm_session_first_in_a_transaction_joins_it(db: Any, pg_schema_url: str) -> None:
@@ -220,7 +244,7 @@ async def test_a_health_check_pings_even_inside_the_window(db: Any, proxy: Round
 async def test_an_idle_connection_is_pinged_after_the_window(
     db: Any, proxy: RoundTripProxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_liveness, "PRE_PING_WINDOW", 0.0)  # every connection is "idle too long"
+    monkeypatch.setattr(_events, "PRE_PING_WINDOW", 0.0)  # every connection is "idle too long"
     with proxy.counting() as trips:
         await db.execute("SELECT 1")
     assert trips.count == 2  # the ping, then the statement
@@ -229,7 +253,7 @@ async def test_an_idle_connection_is_pinged_after_the_window(
 async def test_pool_pre_ping_false_never_pings(
     proxy: RoundTripProxy, pg_schema_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_liveness, "PRE_PING_WINDOW", 0.0)
+    monkeypatch.setattr(_events, "PRE_PING_WINDOW", 0.0)
     database = _open(proxied_url(proxy, pg_schema_url), pool_pre_ping=False)
     try:
         await database.execute("SELECT 1")
@@ -253,7 +277,7 @@ async def test_a_killed_connection_is_replaced_at_checkout_unseen(
     pg_url: str, pg_schema_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Inside the window whatever the timing: only the readable-socket probe can tell it died.
-    monkeypatch.setattr(_liveness, "PRE_PING_WINDOW", 3600.0)
+    monkeypatch.setattr(_events, "PRE_PING_WINDOW", 3600.0)
     opener = structum.connect_async  # sync: opener = structum.connect
     url = pg_schema_url.replace("postgresql://", "postgresql+psycopg://", 1)  # no proxy: the server's close must arrive
     database = opener(url, backend="sqlalchemy", pool_size=2, max_overflow=0)

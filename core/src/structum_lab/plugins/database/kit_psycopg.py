@@ -1,7 +1,9 @@
 """Building blocks for backends on psycopg 3 (the psycopg backend, SQLAlchemy's psycopg
 driver, a third-party backend): ``statement_deadline`` on psycopg connections, COPY,
-LISTEN, core ``Row`` dicts and the rows of a cursor for the engine (``PsycopgRows``), and
-several statements in one round trip (``run_batch``).
+LISTEN, core ``Row`` dicts and the rows of a cursor for the engine (``PsycopgRows``),
+several statements in one round trip (``run_batch``), and the driver verbs psycopg answers
+itself (``PsycopgVerbs``), and BEGIN sent with a connection's next statement whoever sends
+it (``install_deferred_begin``, ``defer_begin``).
 
 Importing this module imports psycopg; :mod:`structum_lab.plugins.database.kit` does not.
 
@@ -34,16 +36,25 @@ from ._psycopg.copy_async import copy_out as copy_out_async
 from ._psycopg.cursor_rows import PsycopgRows, open_stream
 from ._psycopg.cursor_rows_async import AsyncPsycopgRows
 from ._psycopg.cursor_rows_async import open_stream as open_stream_async
+from ._psycopg.deferred_begin import defer_begin, install_deferred_begin, send_begin, take_begin
+from ._psycopg.deferred_begin_async import defer_begin as defer_begin_async
+from ._psycopg.deferred_begin_async import install_deferred_begin as install_deferred_begin_async
+from ._psycopg.deferred_begin_async import send_begin as send_begin_async
+from ._psycopg.deferred_begin_async import take_begin as take_begin_async
 from ._psycopg.listen import PsycopgNotifier
 from ._psycopg.listen_async import AsyncPsycopgNotifier
 from ._psycopg.rows import parenthesized, row_factory
+from ._psycopg.verbs import PsycopgVerbs
+from ._psycopg.verbs_async import AsyncPsycopgVerbs
 
 __all__ = [
     "NATIVE_TIMEOUT",
     "AsyncPsycopgNotifier",
     "AsyncPsycopgRows",
+    "AsyncPsycopgVerbs",
     "PsycopgRows",
     "PsycopgNotifier",
+    "PsycopgVerbs",
     "begun_query",
     "begun_query_async",
     "copy_in",
@@ -51,6 +62,10 @@ __all__ = [
     "copy_out",
     "copy_out_async",
     "copy_statement",
+    "defer_begin",
+    "defer_begin_async",
+    "install_deferred_begin",
+    "install_deferred_begin_async",
     "open_stream",
     "open_stream_async",
     "AsyncPsycopgDeadline",
@@ -62,6 +77,10 @@ __all__ = [
     "row_factory",
     "run_batch",
     "run_batch_async",
+    "send_begin",
+    "send_begin_async",
+    "take_begin",
+    "take_begin_async",
 ]
 
 try:

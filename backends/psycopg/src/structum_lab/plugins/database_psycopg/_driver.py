@@ -16,7 +16,7 @@ server answers a connection of our own.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from time import monotonic
 from typing import Any, Final, cast
 
@@ -30,7 +30,6 @@ from structum_lab.plugins.database.kit import (
     Background,
     Bound,
     ConnectMonitor,
-    DriverBase,
     Features,
     ListenerOf,
     PoolExhausted,
@@ -45,11 +44,8 @@ from structum_lab.plugins.database.kit_psycopg import (
     PsycopgDeadline,
     PsycopgNotifier,
     PsycopgRows,
+    PsycopgVerbs,
     begun_query,
-    copy_in,
-    copy_out,
-    open_stream,
-    run_batch,
 )
 
 from ._pool import (
@@ -70,7 +66,6 @@ __all__ = ["PsycopgDriver", "PsycopgRows", "Raw"]
 
 Raw = Connection[Row]
 
-_IDLE = pq.TransactionStatus.IDLE
 _INTRANS = pq.TransactionStatus.INTRANS
 _INERROR = pq.TransactionStatus.INERROR
 _check_connection = ConnectionPool.check_connection
@@ -126,8 +121,9 @@ def connection_class(monitor: ConnectMonitor, deadline: float | None, name: str)
     return StructumConnection
 
 
-class PsycopgDriver(DriverBase[Raw]):
-    """PostgreSQL through psycopg 3 and psycopg_pool."""
+class PsycopgDriver(PsycopgVerbs[Raw]):
+    """PostgreSQL through psycopg 3 and psycopg_pool (the transaction's state, savepoint
+    rollback, streams, COPY and batches: core's ``PsycopgVerbs``)."""
 
     features = FEATURES
     errors = (psycopg.Error,)
@@ -443,13 +439,8 @@ class PsycopgDriver(DriverBase[Raw]):
         cursor.nextset()  # past BEGIN's result, to the statement's
         return PsycopgRows(cursor)
 
-    def execute_batch(
-        self, raw: Raw, begin: str | None, statements: Sequence[tuple[str, Bound]], end: str | None
-    ) -> list[Any]:
-        return run_batch(raw, begin, statements, end)
-
-    def begun(self, raw: Raw) -> bool:
-        return raw.pgconn.transaction_status != _IDLE
+    def _pg(self, raw: Raw) -> Raw:
+        return raw
 
     def commit(self, raw: Raw) -> None:
         raw.commit()
@@ -457,37 +448,16 @@ class PsycopgDriver(DriverBase[Raw]):
     def rollback(self, raw: Raw) -> None:
         raw.rollback()
 
-    def transaction_failed(self, raw: Raw) -> bool:
-        return raw.pgconn.transaction_status == _INERROR
-
     def autocommit(self, raw: Raw, enabled: bool) -> None:
         return None  # the connections are in autocommit mode: the engine writes BEGIN itself
 
     def command(self, raw: Raw, sql: str) -> None:
         raw.execute(sql, prepare=False)
 
-    def rollback_to_savepoint(self, raw: Raw, name: str) -> None:
-        self.command(raw, f"ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}")  # one round trip
-
     def execute(self, raw: Raw, sql: str, params: Bound) -> PsycopgRows:
         cursor = raw.cursor()
         cursor.execute(sql, params)  # None: no parameters (a '%' is not parsed)
         return PsycopgRows(cursor)
-
-    def stream(self, raw: Raw, sql: str, params: Bound, batch_size: int) -> PsycopgRows:
-        return open_stream(raw, sql, params, batch_size)
-
-    def copy_in(
-        self,
-        raw: Raw,
-        table: str,
-        columns: Sequence[str],
-        records: Iterable[Sequence[Any]] | Iterable[Sequence[Any]],
-    ) -> int:
-        return copy_in(raw, table, columns, records)
-
-    def copy_out(self, raw: Raw, sql: str, params: Bound) -> Iterator[tuple[Any, ...]]:
-        return copy_out(raw, sql, params)
 
     def notifier(self) -> PsycopgNotifier:
         s = self.settings

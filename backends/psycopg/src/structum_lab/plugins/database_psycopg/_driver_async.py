@@ -13,7 +13,7 @@ server answers a connection of our own.
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from time import monotonic
 from typing import Any, Final, cast
 
@@ -26,7 +26,6 @@ from structum_lab.plugins.database.kit import (
     ASYNC,
     DRIVER_LOGGERS,
     AsyncBackground,
-    AsyncDriverBase,
     Bound,
     ConnectMonitor,
     Features,
@@ -43,11 +42,8 @@ from structum_lab.plugins.database.kit_psycopg import (
     AsyncPsycopgDeadline,
     AsyncPsycopgNotifier,
     AsyncPsycopgRows,
+    AsyncPsycopgVerbs,
     begun_query_async,
-    copy_in_async,
-    copy_out_async,
-    open_stream_async,
-    run_batch_async,
 )
 
 from ._pool import (
@@ -68,7 +64,6 @@ __all__ = ["AsyncPsycopgDriver", "AsyncPsycopgRows", "AsyncRaw"]
 
 AsyncRaw = AsyncConnection[Row]
 
-_IDLE = pq.TransactionStatus.IDLE
 _INTRANS = pq.TransactionStatus.INTRANS
 _INERROR = pq.TransactionStatus.INERROR
 _check_connection = AsyncConnectionPool.check_connection
@@ -124,8 +119,9 @@ def connection_class(monitor: ConnectMonitor, deadline: float | None, name: str)
     return AsyncStructumConnection
 
 
-class AsyncPsycopgDriver(AsyncDriverBase[AsyncRaw]):
-    """PostgreSQL through psycopg 3 and psycopg_pool."""
+class AsyncPsycopgDriver(AsyncPsycopgVerbs[AsyncRaw]):
+    """PostgreSQL through psycopg 3 and psycopg_pool (the transaction's state, savepoint
+    rollback, streams, COPY and batches: core's ``AsyncPsycopgVerbs``)."""
 
     features = FEATURES
     errors = (psycopg.Error,)
@@ -444,13 +440,8 @@ class AsyncPsycopgDriver(AsyncDriverBase[AsyncRaw]):
         cursor.nextset()  # past BEGIN's result, to the statement's
         return AsyncPsycopgRows(cursor)
 
-    async def execute_batch(
-        self, raw: AsyncRaw, begin: str | None, statements: Sequence[tuple[str, Bound]], end: str | None
-    ) -> list[Any]:
-        return await run_batch_async(raw, begin, statements, end)
-
-    def begun(self, raw: AsyncRaw) -> bool:
-        return raw.pgconn.transaction_status != _IDLE
+    def _pg(self, raw: AsyncRaw) -> AsyncRaw:
+        return raw
 
     async def commit(self, raw: AsyncRaw) -> None:
         await raw.commit()
@@ -458,37 +449,16 @@ class AsyncPsycopgDriver(AsyncDriverBase[AsyncRaw]):
     async def rollback(self, raw: AsyncRaw) -> None:
         await raw.rollback()
 
-    def transaction_failed(self, raw: AsyncRaw) -> bool:
-        return raw.pgconn.transaction_status == _INERROR
-
     async def autocommit(self, raw: AsyncRaw, enabled: bool) -> None:
         return None  # the connections are in autocommit mode: the engine writes BEGIN itself
 
     async def command(self, raw: AsyncRaw, sql: str) -> None:
         await raw.execute(sql, prepare=False)
 
-    async def rollback_to_savepoint(self, raw: AsyncRaw, name: str) -> None:
-        await self.command(raw, f"ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}")  # one round trip
-
     async def execute(self, raw: AsyncRaw, sql: str, params: Bound) -> AsyncPsycopgRows:
         cursor = raw.cursor()
         await cursor.execute(sql, params)  # None: no parameters (a '%' is not parsed)
         return AsyncPsycopgRows(cursor)
-
-    async def stream(self, raw: AsyncRaw, sql: str, params: Bound, batch_size: int) -> AsyncPsycopgRows:
-        return await open_stream_async(raw, sql, params, batch_size)
-
-    async def copy_in(
-        self,
-        raw: AsyncRaw,
-        table: str,
-        columns: Sequence[str],
-        records: Iterable[Sequence[Any]] | AsyncIterable[Sequence[Any]],
-    ) -> int:
-        return await copy_in_async(raw, table, columns, records)
-
-    def copy_out(self, raw: AsyncRaw, sql: str, params: Bound) -> AsyncIterator[tuple[Any, ...]]:
-        return copy_out_async(raw, sql, params)
 
     async def notifier(self) -> AsyncPsycopgNotifier:
         s = self.settings

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Unpack, cast
+from typing import TYPE_CHECKING, Any, Unpack, cast
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
@@ -22,6 +22,9 @@ from structum_lab.plugins.database.kit import EngineConnection, EngineDatabase
 from ._driver import SQLAlchemyDriver, driver_for
 from ._engine import build_engine
 from ._plugin import OPTIONS
+
+if TYPE_CHECKING:
+    from ._psycopg import DeferredBeginDriver
 
 __all__ = ["SQLAlchemyConnection", "SQLAlchemyDatabase"]
 
@@ -46,11 +49,12 @@ class SQLAlchemyConnection(EngineConnection[Connection]):
 
     def _lend(self) -> Connection:
         """The connection, inside the transaction even if its BEGIN has not gone out yet
-        (postgresql+psycopg sends it with the first statement)."""
+        (postgresql+psycopg sends it with the next statement, whoever sends it)."""
         raw = self._live()
         pending = self._pending
         if pending is not None:
-            self.start()
+            cast("DeferredBeginDriver", self._engine.driver).hold_begin(raw, pending)
+            self._pending = None  # begun, as far as the engine is concerned: it commits at the end
         return raw
 
 

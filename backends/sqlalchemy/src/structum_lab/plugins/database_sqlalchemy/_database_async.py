@@ -10,7 +10,7 @@ import importlib.util
 from asyncio import shield
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Unpack, cast
+from typing import TYPE_CHECKING, Any, Unpack, cast
 
 from sqlalchemy.ext.asyncio import (  # sync: from sqlalchemy import Connection, Engine
     AsyncConnection,
@@ -25,6 +25,9 @@ from structum_lab.plugins.database.kit import ASYNC, AsyncEngineConnection, Asyn
 from ._driver_async import AsyncSQLAlchemyDriver, driver_for
 from ._engine import build_engine
 from ._plugin import OPTIONS
+
+if TYPE_CHECKING:
+    from ._psycopg_async import AsyncDeferredBeginDriver
 
 __all__ = ["AsyncSQLAlchemyConnection", "AsyncSQLAlchemyDatabase"]
 
@@ -49,17 +52,12 @@ class AsyncSQLAlchemyConnection(AsyncEngineConnection[AsyncConnection]):
 
     def _lend(self) -> AsyncConnection:
         """The connection, inside the transaction even if its BEGIN has not gone out yet
-        (postgresql+psycopg sends it with the first statement)."""
+        (postgresql+psycopg sends it with the next statement, whoever sends it)."""
         raw = self._live()
         pending = self._pending
         if pending is not None:
-            if ASYNC:  # ASYNC
-                # A property cannot send it here: it goes before SQLAlchemy's next statement on
-                # the connection (``await conn.start()`` first to use psycopg's connection under it).
-                cast("AsyncSQLAlchemyDriver", self._engine.driver).hold_begin(raw, pending)
-                self._pending = None  # begun, as far as the engine is concerned: it commits at the end
-            else:
-                self.start()  # type: ignore[unused-coroutine]
+            cast("AsyncDeferredBeginDriver", self._engine.driver).hold_begin(raw, pending)
+            self._pending = None  # begun, as far as the engine is concerned: it commits at the end
         return raw
 
 

@@ -1,18 +1,10 @@
 """The SQLAlchemy driver: connections of a SQLAlchemy engine, verb by verb.
 
-SQL goes to the DB-API driver through ``Connection.exec_driver_sql`` after core's cached
-translation of the placeholders: it skips SQLAlchemy's statement compilation (so it is
-cheaper than ``text()``) and it never mistakes ``':x'`` in a literal for a parameter.
-Rows are read straight from the DB-API cursor into core ``Row`` dicts (core's
-``CursorRows``; SQLAlchemy's asyncio results are buffered, so reading them needs no
-``await`` underneath).
-
-Checkouts are checked by ``_liveness`` (a ping only for a connection idle beyond the window
-or whose socket is readable) where the driver's socket is reachable, else by SQLAlchemy's
-``pool_pre_ping``. On ``postgresql+psycopg`` the driver is a subclass (:func:`driver_for`,
-``_psycopg_async``): the server's transaction state, COPY and LISTEN through psycopg, and
-(unless ``engine_options`` set an isolation level) BEGIN with a transaction's first statement
-(``features.deferred_begin``) and pipelined blocks as one message (``features.pipelining``).
+SQL goes through ``Connection.exec_driver_sql`` after core's translation of the placeholders
+(no statement compilation), and rows are read from the DB-API cursor into core ``Row`` dicts
+(core's ``CursorRows``; SQLAlchemy's asyncio results are buffered, so reading them needs no
+``await``). On ``postgresql+psycopg`` the driver is a subclass (``_psycopg_async``).
+docs/backends/sqlalchemy.md ("How statements run", "Round trips") says what users see.
 """
 
 from __future__ import annotations
@@ -36,12 +28,14 @@ from structum_lab.plugins.database.kit import (
     ListenerOf,
     PoolExhausted,
     describe_driver_connection,
+    dialect_features,
     forced_ping,
+    isolation_name,
     log,
     round_trip_cap,
 )
 
-from ._engine import ERROR_CLASSES, EngineParts, isolation_option, sync_connection
+from ._engine import ERROR_CLASSES, EngineParts, sync_connection
 
 __all__ = ["AsyncSQLAlchemyDriver", "AsyncSQLAlchemyStream", "driver_for", "rows_of"]
 
@@ -149,14 +143,7 @@ class AsyncSQLAlchemyDriver(AsyncDriverBase[AsyncConnection]):
         self.translator = parts.translator
         self.limits = parts.limits
         self.loggers = parts.loggers
-        self.features = Features(
-            returning=dialect in ("postgresql", "sqlite", "mariadb", "oracle", "mssql"),
-            transactional_ddl=dialect in ("postgresql", "sqlite", "mssql"),
-            autocommit=dialect == "postgresql",
-            server_side_cursors=True,
-            logs_sql=True,
-            **features,
-        )
+        self.features = Features(server_side_cursors=True, logs_sql=True, **dialect_features(dialect), **features)
         # Every connection lent out, until it is returned. A Connection sits in a reference
         # cycle (with its transaction), so a forgotten one is freed by the cyclic collector,
         # which runs SQLAlchemy's weakref rescue *before* our wrapper's __del__: the
@@ -268,7 +255,7 @@ class AsyncSQLAlchemyDriver(AsyncDriverBase[AsyncConnection]):
     async def begin(self, raw: AsyncConnection, isolation: IsolationLevel | None, readonly: bool) -> None:
         dialect = self._dialect
         if isolation is not None:
-            await raw.execution_options(isolation_level=isolation_option(dialect, isolation))
+            await raw.execution_options(isolation_level=isolation_name(dialect, isolation))
         if readonly and dialect == "postgresql":
             await raw.execution_options(postgresql_readonly=True)  # the driver's read-only flag
         await raw.begin()
@@ -280,10 +267,6 @@ class AsyncSQLAlchemyDriver(AsyncDriverBase[AsyncConnection]):
     def disown(self, raw: AsyncConnection) -> None:
         """The connection is SQLAlchemy's to use (an ORM session); see ``_psycopg_async``."""
         return None
-
-    def hold_begin(self, raw: AsyncConnection, begin: str) -> None:
-        """``features.deferred_begin`` only (``_psycopg_async``): SQLAlchemy is handed the connection."""
-        raise NotImplementedError
 
     async def commit(self, raw: AsyncConnection) -> None:
         await raw.commit()

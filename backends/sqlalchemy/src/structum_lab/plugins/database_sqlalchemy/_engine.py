@@ -1,13 +1,6 @@
-"""Building the SQLAlchemy engine from validated options.
-
-Turns the product's options into the SQLAlchemy URL and ``create_engine`` arguments
-(pool arguments only for pools that take them; the default drivers and the drivers'
-connect arguments are core's DB-API knowledge, ``kit.default_driver`` and the others),
-adds driver deadlines, and installs the listeners that make SQLite's pysqlite driver
-transactional the way SQLAlchemy documents it (otherwise ``SAVEPOINT`` and ``BEGIN`` do
-not behave). :func:`build_engine` returns the engine with what the driver needs to know
-about it (:class:`EngineParts`).
-"""
+"""The SQLAlchemy engine for validated options, with what the driver needs to know about
+it (:class:`EngineParts`). Defaults and connect arguments per DB-API driver are core's
+(``kit.resolve_driver``, ``kit.timeout_connect_args``, ...); the listeners, ``_events``."""
 
 from __future__ import annotations
 
@@ -17,7 +10,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 import sqlalchemy as sa
-from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import QueuePool, StaticPool
 
@@ -31,31 +23,28 @@ from structum_lab.plugins.database import (
     PoolTimeoutError,
 )
 from structum_lab.plugins.database.kit import (
-    ASYNC_DRIVERS,
     DRIVER_LOGGERS,
-    ISOLATION_SQL,
     SOCKET_DRIVERS,
     OpenConnections,
     PoolLimits,
     Translator,
-    default_driver,
     driver_install_hint,
     error_classes,
     is_memory_sqlite,
+    isolation_name,
     lexer_for,
     merge_connect_args,
     normalize_isolation,
     ping_budget,
     prepare_threshold_args,
+    resolve_driver,
     resolve_statement_deadline,
     server_settings_from_options,
-    set_mysql_statement_timeout,
     target_for,
     timeout_connect_args,
 )
 
-from ._deadlines import deadline_connect_args, install_deadline
-from ._liveness import install_liveness
+from ._events import count_connections, deadline_connect_args, install_listeners
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -67,7 +56,6 @@ __all__ = [
     "SQLAlchemyNoResultFound",
     "SQLAlchemyPoolTimeoutError",
     "build_engine",
-    "isolation_option",
     "sqlalchemy_url",
     "sync_connection",
 ]
@@ -115,18 +103,6 @@ class EngineParts:
     isolation: IsolationLevel | None = None
 
 
-def isolation_option(dialect: str, level: IsolationLevel) -> str:
-    """SQLAlchemy's spelling of an isolation level on ``dialect``."""
-    if dialect == "sqlite":
-        # SQLite is always serializable; a stronger level than asked for is allowed by the standard.
-        return "READ UNCOMMITTED" if level == "read_uncommitted" else "SERIALIZABLE"
-    if dialect == "postgresql" and level == "read_uncommitted":
-        # PostgreSQL runs READ UNCOMMITTED as READ COMMITTED, and SQLAlchemy's asyncpg dialect
-        # refuses the name: ask for what the server gives.
-        return "READ COMMITTED"
-    return ISOLATION_SQL[level]
-
-
 def build_engine(url: DatabaseURL, o: Mapping[str, Any], *, is_async: bool) -> EngineParts:
     """The engine for the checked options ``o``, with its listeners and deadlines."""
     sa_url = sqlalchemy_url(url, is_async=is_async)
@@ -152,14 +128,16 @@ def build_engine(url: DatabaseURL, o: Mapping[str, Any], *, is_async: bool) -> E
     args["connect_args"] = {**bounded, **args["connect_args"]}  # the user's connect_args win
     engine = create_engine_checked(sa_url, args, is_async=is_async)
     sync_engine: sa.Engine = engine.sync_engine if is_async else engine
-    install_listeners(sync_engine, statement_timeout=o["statement_timeout"])
     open_connections = count_connections(sync_engine)
     dialect = sync_engine.dialect
-    probed = dialect.driver in SOCKET_DRIVERS
-    if probed or deferred:
-        install_liveness(sync_engine, pre_ping=probed and o["pool_pre_ping"], autocommit=deferred)
-    if "creator" not in (o["engine_options"] or {}):  # the user's own creator opens connections as it likes
-        install_deadline(sync_engine, deadline)
+    install_listeners(
+        sync_engine,
+        statement_timeout=o["statement_timeout"],
+        # The user's own creator opens connections as it likes.
+        deadline=None if "creator" in (o["engine_options"] or {}) else deadline,
+        pre_ping=dialect.driver in SOCKET_DRIVERS and o["pool_pre_ping"],
+        autocommit=deferred,
+    )
     pool = sync_engine.pool
     timeout, overflow = o["pool_timeout"], o["max_overflow"]
     if isinstance(pool, QueuePool):
@@ -193,17 +171,6 @@ def defers_begin(sa_url: sa.URL, o: Mapping[str, Any]) -> bool:
         and "isolation_level" not in own
         and "execution_options" not in own
     )
-
-
-def count_connections(engine: sa.Engine) -> OpenConnections:
-    """Core's count of open connections, on the pool's events (before ``install_deadline``'s
-    ``do_connect``, which opens the connection itself: a connection is timed from here)."""
-    counter = OpenConnections()
-    event.listen(engine, "do_connect", counter.connecting)
-    event.listen(engine, "connect", counter.opened)
-    event.listen(engine, "close", counter.gone)
-    event.listen(engine, "detach", counter.gone)  # still open, but no longer the pool's
-    return counter
 
 
 def _engine_loggers(engine: sa.Engine) -> list[logging.Logger | str]:
@@ -247,15 +214,7 @@ def sqlalchemy_url(url: DatabaseURL, *, is_async: bool) -> sa.URL:
             "the SQLAlchemy backend needs a URL (postgresql://user@host/db), not a libpq key=value string"
         )
     dialect = "postgresql" if url.dialect == "postgres" else url.dialect
-    driver = url.driver or default_driver(dialect, is_async=is_async)
-    if is_async and driver is None:
-        raise ConfigurationError(f"no default async driver for {dialect}://; name one, e.g. {dialect}+<asyncdriver>://")
-    if is_async and driver not in ASYNC_DRIVERS:
-        suggestion = default_driver(dialect, is_async=True)
-        hint = f" such as {dialect}+{suggestion}://" if suggestion else ""
-        raise ConfigurationError(
-            f"{dialect}+{driver}:// is a synchronous driver; AsyncSQLAlchemyDatabase needs an async one{hint}"
-        )
+    driver = resolve_driver(dialect, url.driver, is_async=is_async, opened_by="AsyncSQLAlchemyDatabase")
     scheme = f"{dialect}+{driver}" if driver else dialect
     connectable = url.with_scheme(scheme) if scheme != url.scheme else url
     try:
@@ -299,30 +258,9 @@ def engine_arguments(
     args["connect_args"] = merge_connect_args(defaults, connect_args)
     level = normalize_isolation(o["isolation_level"])
     if level and not deferred_begin:  # else it goes into each BEGIN
-        args["isolation_level"] = isolation_option(dialect, level)
+        args["isolation_level"] = isolation_name(dialect, level)
     args.update(o["engine_options"] or {})
     return args
-
-
-def install_listeners(engine: sa.Engine, *, statement_timeout: float | None) -> None:
-    dialect = engine.dialect.name
-    if dialect == "sqlite":
-
-        @event.listens_for(engine, "connect")
-        def _sqlite_autocommit_driver(dbapi_connection: Any, _record: Any) -> None:
-            # pysqlite's own transaction handling skips BEGIN before SELECT and
-            # commits around DDL; we take it over so BEGIN/SAVEPOINT mean what they say.
-            dbapi_connection.isolation_level = None
-
-        @event.listens_for(engine, "begin")
-        def _sqlite_begin(conn: sa.Connection) -> None:
-            conn.exec_driver_sql("BEGIN")
-
-    elif dialect in ("mysql", "mariadb") and statement_timeout:
-
-        @event.listens_for(engine, "connect")
-        def _mysql_statement_timeout(dbapi_connection: Any, _record: Any) -> None:
-            set_mysql_statement_timeout(dbapi_connection, statement_timeout)
 
 
 def create_engine_checked(sa_url: sa.URL, args: Mapping[str, Any], *, is_async: bool) -> Any:

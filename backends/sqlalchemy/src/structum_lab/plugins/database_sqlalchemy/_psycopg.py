@@ -3,38 +3,22 @@
 # Edit the asyncio source, then run: python tools/sync_from_async.py
 """SQLAlchemy's psycopg driver (``postgresql+psycopg``): psycopg itself, under SQLAlchemy.
 
-:class:`SQLAlchemyPsycopgDriver` reads the server's transaction state from the psycopg
-connection under SQLAlchemy's (``features.aborted_state``), and runs COPY, LISTEN and
-``stream()``'s server-side cursors on psycopg directly (core's ``kit_psycopg``).
+:class:`SQLAlchemyPsycopgDriver`: the verbs psycopg answers (core's ``PsycopgVerbs``:
+the transaction's state, COPY, server-side cursors, batches) and LISTEN, on the psycopg
+connection under SQLAlchemy's.
 
-:class:`DeferredBeginDriver` (unless ``engine_options`` set an isolation level of
-SQLAlchemy's) sends BEGIN with the first statement. The DB-API connections are in
-autocommit mode (``_liveness``). The engine writes each transaction's BEGIN
-(``begin_sql``: isolation level, READ ONLY) and it goes out with the transaction's first
-statement as one simple-protocol message (core's ``begun_query``: the values bound by
-psycopg on the client), through ``Connection.exec_driver_sql``, so that SQLAlchemy's
-bookkeeping (autobegin, commit, rollback, events, echo) sees one statement; the dialect's
-``do_execute_no_params`` event runs it and moves the cursor past BEGIN's result to the
-statement's, from which SQLAlchemy builds its result. COMMIT and ROLLBACK go through
-SQLAlchemy: psycopg sends them whenever the server is inside a transaction, autocommit or
-not. A pipelined block goes out as one message (core's ``run_batch``).
-
-SQL that reaches the connection through SQLAlchemy itself still runs in a transaction:
-
-* ``conn.sqlalchemy_connection`` and ``conn.session()`` before the transaction's first
-  statement (:meth:`~DeferredBeginDriver.hold_begin`): SQLAlchemy's transaction begins
-  at once (no round trip; a session joins it by a savepoint), and the engine's pending BEGIN
-  goes out just before the next statement on that connection, whoever runs it;
-* connections the engine has not lent (``db.get_session()``, ``db.engine``): when
-  SQLAlchemy begins a transaction while the server is idle, its ``begin`` event sends BEGIN
-  at the ``isolation_level`` option's level (one round trip, what psycopg's own implicit
-  BEGIN costs). An isolation level set through SQLAlchemy's execution options keeps its
-  meaning (``AUTOCOMMIT``; any other turns psycopg's autocommit off and psycopg begins).
+:class:`DeferredBeginDriver`: BEGIN goes out with a transaction's first statement. The
+DB-API connections are in autocommit mode (``_events``) with core's deferred BEGIN
+(``kit_psycopg.install_deferred_begin``): a BEGIN set pending on the psycopg connection goes
+out with the next statement on it, whoever sends it (the engine, SQLAlchemy Core, an ORM
+session), so SQLAlchemy's bookkeeping sees plain statements. The engine's transactions set
+theirs; SQLAlchemy's own (``db.get_session()``, ``db.engine``) get the ``isolation_level``
+option's from the ``begin`` event. docs/backends/sqlalchemy.md, "Round trips".
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
 import psycopg
@@ -45,26 +29,20 @@ from sqlalchemy import Connection, event
 from structum_lab.plugins.database.kit import Bound, CursorRows, Rows
 from structum_lab.plugins.database.kit_psycopg import (
     PsycopgNotifier,
-    PsycopgRows,
-    begun_query,
-    copy_in,
-    copy_out,
-    open_stream,
-    run_batch,
+    PsycopgVerbs,
+    defer_begin,
+    install_deferred_begin,
+    send_begin,
+    take_begin,
 )
 
-from ._driver import SQLAlchemyDriver, rows_of
+from ._driver import SQLAlchemyDriver
 from ._engine import EngineParts, sync_connection
 
 __all__ = ["DeferredBeginDriver", "SQLAlchemyPsycopgDriver"]
 
 _OWNED: Final = "structum_owned"  # connection info: lent by the engine, which writes its BEGINs
-_HELD: Final = "structum_held_begin"  # connection info: the BEGIN to send before the next statement
-_BEGUN: Final = "structum_begun"  # execution option: the statement starts with BEGIN
-_BEGUN_OPTIONS: Final = {"no_parameters": True, _BEGUN: True}
-_NO_PARAMS: Final = {"no_parameters": True}
 _IDLE: Final = pq.TransactionStatus.IDLE
-_INERROR: Final = pq.TransactionStatus.INERROR
 
 
 def _driver(raw: Connection) -> Any:
@@ -72,7 +50,7 @@ def _driver(raw: Connection) -> Any:
     return sync_connection(raw).connection.driver_connection
 
 
-class SQLAlchemyPsycopgDriver(SQLAlchemyDriver):
+class SQLAlchemyPsycopgDriver(PsycopgVerbs[Connection], SQLAlchemyDriver):
     """PostgreSQL through SQLAlchemy's psycopg driver: psycopg tells the transaction's state,
     and copies and listens."""
 
@@ -86,33 +64,13 @@ class SQLAlchemyPsycopgDriver(SQLAlchemyDriver):
         """Also when it died under psycopg directly (COPY, a batch), which SQLAlchemy has not seen."""
         return raw.invalidated or bool(_driver(raw).broken)
 
-    def transaction_failed(self, raw: Connection) -> bool:
-        """PostgreSQL aborted the transaction."""
-        return not raw.invalidated and _driver(raw).info.transaction_status == _INERROR
+    def _pg(self, raw: Connection) -> Any:
+        return None if raw.invalidated else _driver(raw)
 
-    def rollback_to_savepoint(self, raw: Connection, name: str) -> None:
-        self.command(raw, f"ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}")  # one round trip
-
-    def _psycopg(self, raw: Connection) -> Any:
-        """The psycopg connection under SQLAlchemy's (for COPY), inside the same transaction."""
+    def _pg_io(self, raw: Connection) -> Any:
+        # Inside the same transaction; stream() gets psycopg's server-side cursor, not
+        # SQLAlchemy's stream_results (whose Row objects would be built and then copied).
         return raw.connection.driver_connection
-
-    def copy_in(
-        self,
-        raw: Connection,
-        table: str,
-        columns: Sequence[str],
-        records: Iterable[Sequence[Any]] | Iterable[Sequence[Any]],
-    ) -> int:
-        return copy_in(self._psycopg(raw), table, columns, records)
-
-    def copy_out(self, raw: Connection, sql: str, params: Bound) -> Iterator[tuple[Any, ...]]:
-        yield from copy_out(self._psycopg(raw), sql, params)
-
-    def stream(self, raw: Connection, sql: str, params: Bound, batch_size: int) -> PsycopgRows:
-        # psycopg's server-side cursor, not SQLAlchemy's stream_results: its rows are core
-        # Row dicts as psycopg reads them (SQLAlchemy's Row objects would be built and copied).
-        return open_stream(self._psycopg(raw), sql, params, batch_size)
 
     def notifier(self) -> PsycopgNotifier:
         engine = self.parts.sa_engine
@@ -136,69 +94,65 @@ class DeferredBeginDriver(SQLAlchemyPsycopgDriver):
 
     def acquire(self, *, ping: bool) -> Connection:
         raw = super().acquire(ping=ping)
-        # The engine's: SQLAlchemy's autobegin sends nothing (the engine's BEGIN rides with a statement).
+        # The engine's: SQLAlchemy's autobegin sets no BEGIN (the engine's rides with a statement).
         sync_connection(raw).info[_OWNED] = True
         return raw
 
     def disown(self, raw: Connection) -> None:
-        """For SQLAlchemy to use on its own (an ORM session): its transactions send BEGIN."""
+        """For SQLAlchemy to use on its own (an ORM session): its transactions set their BEGIN."""
         sync_connection(raw).info.pop(_OWNED, None)
 
     def hold_begin(self, raw: Connection, begin: str) -> None:
         """SQLAlchemy is handed the connection before the transaction's first statement: its own
-        transaction begins now (bookkeeping only: sessions then join by a savepoint), and the
-        engine's ``begin`` goes out before the next statement on the connection."""
+        transaction begins now (bookkeeping only: sessions then join by a savepoint), and
+        ``begin`` goes out with the next statement on the connection."""
         conn = sync_connection(raw)
         if not conn.in_transaction():
             conn.begin()  # no I/O: the dialect's do_begin is a no-op, and the begin event skips the engine's
-        conn.info[_HELD] = begin
-        if not event.contains(conn, "before_cursor_execute", _send_held):
-            event.listen(conn, "before_cursor_execute", _send_held)  # this Connection only, for its checkout
+        defer_begin(_driver(raw), begin)
 
-    def _take_held(self, raw: Connection) -> str | None:
-        """The held BEGIN, for a statement that does not go through SQLAlchemy (COPY, a batch)."""
-        return None if raw.invalidated else sync_connection(raw).info.pop(_HELD, None)
-
-    def _psycopg(self, raw: Connection) -> Any:
-        held = self._take_held(raw)  # psycopg directly: the BEGIN SQLAlchemy was holding goes first
-        if held is not None:
-            raw.exec_driver_sql(held, execution_options=_NO_PARAMS)
-        return super()._psycopg(raw)
-
-    def begun(self, raw: Connection) -> bool:
-        return not raw.invalidated and _driver(raw).pgconn.transaction_status != _IDLE
+    def _pg_io(self, raw: Connection) -> Any:
+        pg = super()._pg_io(raw)
+        send_begin(pg)  # psycopg directly (COPY, a stream): a pending BEGIN goes first
+        return pg
 
     def execute_begun(self, raw: Connection, begin: str, sql: str, params: Bound) -> CursorRows:
-        text = begun_query(_driver(raw), begin, sql, params)
-        return rows_of(raw.exec_driver_sql(text, execution_options=_BEGUN_OPTIONS))
+        defer_begin(_driver(raw), begin)
+        return self.execute(raw, sql, params)
 
     def execute_batch(
         self, raw: Connection, begin: str | None, statements: Sequence[tuple[str, Bound]], end: str | None
     ) -> Sequence[Rows]:
-        results = run_batch(_driver(raw), begin or self._take_held(raw), statements, end)
+        pending = take_begin(_driver(raw))  # set by hold_begin
+        results = super().execute_batch(raw, begin or pending, statements, end)
         if end == "COMMIT" and raw.in_transaction():
             raw.commit()  # the server has committed: SQLAlchemy's transaction ends too, without a round trip
         return results
 
     def commit(self, raw: Connection) -> None:
-        self._take_held(raw)  # nothing ran: nothing to begin
         if raw.in_transaction():
             raw.commit()  # COMMIT when the server is in a transaction
         if not raw.invalidated:
             driver = _driver(raw)
+            take_begin(driver)  # nothing ran: nothing to begin
             if driver.pgconn.transaction_status != _IDLE:  # begun by a batch, which SQLAlchemy did not see
                 driver.commit()
 
     def rollback(self, raw: Connection) -> None:
-        self._take_held(raw)  # nothing ran: nothing to begin
         super().rollback(raw)
+        if not raw.invalidated:
+            take_begin(_driver(raw))  # nothing ran: nothing to begin
 
     def autocommit(self, raw: Connection, enabled: bool) -> None:
         return None  # the connections are in autocommit mode already
 
 
 def _install(engine: sa.Engine, default_begin: str) -> None:
-    """The listeners: BEGIN for SQLAlchemy's own transactions, the begun statements' results."""
+    """Deferred BEGIN on every connection, and a BEGIN for SQLAlchemy's own transactions."""
+
+    @event.listens_for(engine, "connect")
+    def _deferring(_dbapi_connection: Any, record: Any) -> None:
+        install_deferred_begin(record.driver_connection)
 
     @event.listens_for(engine, "begin")
     def _sqlalchemy_begins(conn: sa.Connection) -> None:
@@ -206,34 +160,18 @@ def _install(engine: sa.Engine, default_begin: str) -> None:
             return  # the engine's own: its BEGIN goes with its first statement (or there is none)
         driver = conn.connection.driver_connection
         if driver is not None and driver.autocommit and driver.pgconn.transaction_status == _IDLE:
-            _send(conn, default_begin)
+            defer_begin(driver, default_begin)
 
-    @event.listens_for(engine, "do_execute_no_params")
-    def _run_begun(cursor: Any, statement: str, context: Any) -> bool:
-        if _BEGUN not in context.execution_options:
-            return False
-        cursor.execute(statement)
-        cursor.nextset()  # past BEGIN's result, to the statement's
-        return True
+    @event.listens_for(engine, "commit")
+    @event.listens_for(engine, "rollback")
+    def _ended(conn: sa.Connection) -> None:
+        driver = None if conn.invalidated else conn.connection.driver_connection
+        if driver is not None:
+            take_begin(driver)  # a transaction that ran nothing: its BEGIN never goes out
 
     @event.listens_for(engine, "checkin")
     def _returned(_dbapi_connection: Any, record: Any) -> None:
         if record is not None:
             record.info.pop(_OWNED, None)
-            record.info.pop(_HELD, None)
-
-
-def _send(conn: sa.Connection, sql: str) -> None:
-    """One statement on a cursor of its own (the statement's may be a server-side one)."""
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(sql)
-    finally:
-        cursor.close()
-
-
-def _send_held(conn: sa.Connection, *_: Any) -> None:
-    """``before_cursor_execute`` on a connection holding the engine's BEGIN."""
-    begin = conn.info.pop(_HELD, None)
-    if begin is not None:
-        _send(conn, begin)
+            if record.driver_connection is not None:
+                take_begin(record.driver_connection)

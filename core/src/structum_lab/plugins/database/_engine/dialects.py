@@ -11,21 +11,28 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, TypedDict
 
+from .._contract.errors import ConfigurationError
+from .._contract.protocols import IsolationLevel
 from .._contract.url import DatabaseURL
+from .isolation import ISOLATION_SQL
 from .params import ASYNCPG, GENERIC, MYSQL, POSTGRESQL, PSYCOPG, PYMYSQL, SQLITE, SQLITE3, ParamTarget, SQLDialect
 
 __all__ = [
     "ASYNC_DRIVERS",
+    "SQLFeatures",
     "deadline_connect_args",
     "default_driver",
     "describe_driver_connection",
+    "dialect_features",
     "driver_install_hint",
+    "isolation_name",
     "is_memory_sqlite",
     "lexer_for",
     "merge_connect_args",
     "mysql_statement_timeout_sql",
+    "resolve_driver",
     "server_settings_from_options",
     "set_mysql_statement_timeout",
     "target_for",
@@ -91,6 +98,47 @@ def target_for(driver: str, paramstyle: str) -> ParamTarget:
 def default_driver(dialect: str, *, is_async: bool) -> str | None:
     """The driver for a URL that names none (``None``: the dialect's own default, if any)."""
     return (_ASYNC_DRIVER if is_async else _SYNC_DRIVER).get(dialect)
+
+
+def resolve_driver(dialect: str, driver: str | None, *, is_async: bool, opened_by: str) -> str | None:
+    """The driver a URL gets: the one it names, else the dialect's default; an asyncio one
+    when ``is_async`` (``opened_by``, the class that opens it, is named in the error)."""
+    chosen = driver or default_driver(dialect, is_async=is_async)
+    if is_async and chosen is None:
+        raise ConfigurationError(f"no default async driver for {dialect}://; name one, e.g. {dialect}+<asyncdriver>://")
+    if is_async and chosen not in ASYNC_DRIVERS:
+        suggestion = default_driver(dialect, is_async=True)
+        hint = f" such as {dialect}+{suggestion}://" if suggestion else ""
+        raise ConfigurationError(f"{dialect}+{chosen}:// is a synchronous driver; {opened_by} needs an async one{hint}")
+    return chosen
+
+
+def isolation_name(dialect: str, level: IsolationLevel) -> str:
+    """The SQL name of the isolation level ``dialect`` runs for ``level``."""
+    if dialect == "sqlite":
+        # SQLite is always serializable; a stronger level than asked for is allowed by the standard.
+        return "READ UNCOMMITTED" if level == "read_uncommitted" else "SERIALIZABLE"
+    if dialect == "postgresql" and level == "read_uncommitted":
+        # PostgreSQL runs READ UNCOMMITTED as READ COMMITTED (and asyncpg refuses the name).
+        return "READ COMMITTED"
+    return ISOLATION_SQL[level]
+
+
+class SQLFeatures(TypedDict):
+    """The ``Features`` flags that follow from a dialect's SQL."""
+
+    returning: bool
+    transactional_ddl: bool
+    autocommit: bool
+
+
+def dialect_features(dialect: str) -> SQLFeatures:
+    """What the SQL of ``dialect`` can do, as ``Features`` flags."""
+    return {
+        "returning": dialect in ("postgresql", "sqlite", "mariadb", "oracle", "mssql"),
+        "transactional_ddl": dialect in ("postgresql", "sqlite", "mssql"),
+        "autocommit": dialect == "postgresql",
+    }
 
 
 def is_memory_sqlite(url: DatabaseURL) -> bool:
