@@ -3,6 +3,7 @@ cursor, the checkout ping rule, the connection counter, and what core knows abou
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import sqlite3
 import time
@@ -31,15 +32,20 @@ from structum_lab.plugins.database.kit import (
     deadline_connect_args,
     default_driver,
     describe_driver_connection,
+    dialect_features,
+    driver_connect_args,
     driver_socket,
     error_classes,
     forced_ping,
     is_memory_sqlite,
+    isolation_name,
     merge_connect_args,
     needs_ping,
     ping_forced,
+    pool_figures,
     prepare_threshold_args,
     readable_probe,
+    resolve_driver,
     server_settings_from_options,
     set_mysql_statement_timeout,
 )
@@ -136,6 +142,36 @@ async def test_async_cursor_rows(sqlite: sqlite3.Connection) -> None:
 
 
 # -- checkout liveness -----------------------------------------------------------------
+
+
+async def test_async_cursor_rows_fetch_and_close_through_run() -> None:
+    shared = sqlite3.connect(":memory:", check_same_thread=False)
+    shared.execute("CREATE TABLE big (n INTEGER)")
+    shared.executemany("INSERT INTO big VALUES (?)", [(n,) for n in range(5)])
+    threads: set[int] = set()
+    cursor = _Closing(shared.execute("SELECT n FROM big ORDER BY n"))
+
+    async def run(function: Any, *args: Any) -> Any:
+        def call() -> Any:
+            import threading
+
+            threads.add(threading.get_ident())
+            return function(*args)
+
+        return await asyncio.to_thread(call)
+
+    rows = AsyncCursorRows(cursor, rowcount=-1, run=run)
+    assert await rows.fetchmany(2) == [{"n": 0}, {"n": 1}]
+    assert await rows.fetchone() == {"n": 2}
+    assert await rows.fetchall() == [{"n": 3}, {"n": 4}]
+    assert not cursor.closed  # read to the end: close() closes it, through run
+    await rows.close()
+    assert cursor.closed
+    await rows.close()  # once
+    import threading
+
+    assert threads and threading.get_ident() not in threads
+    shared.close()
 
 
 def test_needs_ping_inside_and_outside_the_window() -> None:
@@ -235,6 +271,63 @@ def test_default_and_async_drivers() -> None:
 )
 def test_is_memory_sqlite(url: str, memory: bool) -> None:
     assert is_memory_sqlite(DatabaseURL.parse(url)) is memory
+
+
+def test_resolve_driver() -> None:
+    assert resolve_driver("postgresql", None, is_async=False, opened_by="X") == "psycopg"
+    assert resolve_driver("mysql", None, is_async=True, opened_by="X") == "aiomysql"
+    assert resolve_driver("postgresql", "asyncpg", is_async=True, opened_by="X") == "asyncpg"
+    assert resolve_driver("sqlite", None, is_async=False, opened_by="X") is None
+    with pytest.raises(
+        ConfigurationError, match=r"mysql\+pymysql:// is a synchronous driver; AsyncDB needs an async one"
+    ):
+        resolve_driver("mysql", "pymysql", is_async=True, opened_by="AsyncDB")
+    with pytest.raises(ConfigurationError, match="no default async driver for oracle://"):
+        resolve_driver("oracle", None, is_async=True, opened_by="AsyncDB")
+
+
+def test_isolation_name_and_dialect_features() -> None:
+    assert isolation_name("sqlite", "read_committed") == "SERIALIZABLE"
+    assert isolation_name("sqlite", "read_uncommitted") == "READ UNCOMMITTED"
+    assert isolation_name("postgresql", "read_uncommitted") == "READ COMMITTED"
+    assert isolation_name("mysql", "repeatable_read") == "REPEATABLE READ"
+    assert dialect_features("postgresql") == {"returning": True, "transactional_ddl": True, "autocommit": True}
+    assert dialect_features("mysql") == {"returning": False, "transactional_ddl": False, "autocommit": False}
+    assert dialect_features("mariadb")["returning"] and not dialect_features("mariadb")["transactional_ddl"]
+
+
+_OPTIONS = {"connect_timeout": 10.0, "statement_timeout": 2.5, "statement_deadline": None, "prepare_threshold": 5}
+
+
+def test_driver_connect_args() -> None:
+    psycopg_args = driver_connect_args("postgresql", "psycopg", _OPTIONS, None)
+    assert psycopg_args == {"connect_timeout": 10, "options": "-c statement_timeout=2500"}
+    asyncpg_args = driver_connect_args(
+        "postgresql", "asyncpg", _OPTIONS, {"server_settings": {"application_name": "app"}},
+        url_options="-c search_path=app",
+    )  # fmt: skip
+    assert asyncpg_args["server_settings"] == {
+        "statement_timeout": "2500",
+        "search_path": "app",
+        "application_name": "app",
+    }
+    assert asyncpg_args["timeout"] == 10.0
+    assert "command_timeout" in asyncpg_args  # the default client-side deadline, after statement_timeout
+    given = driver_connect_args("mysql", "pymysql", _OPTIONS, {"connect_timeout": 3})
+    assert given["connect_timeout"] == 3  # the user's win
+    assert (
+        driver_connect_args("postgresql", "psycopg", {**_OPTIONS, "pgbouncer": True}, None)["prepare_threshold"] is None
+    )
+    with pytest.raises(ConfigurationError, match="prepare_threshold"):
+        driver_connect_args("postgresql", "asyncpg", {**_OPTIONS, "prepare_threshold": None}, None)
+
+
+def test_pool_figures() -> None:
+    assert pool_figures(2, 5, 4, 10) == {
+        "checked_out": 2, "available": 3, "total": 5, "overflow": 1, "size": 4, "max_size": 10,
+    }  # fmt: skip
+    assert pool_figures(1, 1, 1, 1, available=0, min_size=1)["min_size"] == 1
+    assert pool_figures(0, 2, 4, 8)["overflow"] == 0
 
 
 def test_merge_connect_args_merges_server_settings() -> None:

@@ -47,6 +47,7 @@ from ._engine.dialects import (
     default_driver,
     describe_driver_connection,
     dialect_features,
+    driver_connect_args,
     driver_install_hint,
     is_memory_sqlite,
     isolation_name,
@@ -94,7 +95,7 @@ from ._engine.params import (
     Statement,
     Translator,
 )
-from ._engine.pool_stats import PoolStats, pool_exhausted_message
+from ._engine.pool_stats import PoolStats, pool_exhausted_message, pool_figures
 from ._engine.prepare import (
     PSYCOPG_PREPARE_THRESHOLD,
     normalize_prepare_threshold,
@@ -200,6 +201,7 @@ __all__ = [
     "default_driver",
     "describe_driver_connection",
     "dialect_features",
+    "driver_connect_args",
     "driver_error_code",
     "driver_install_hint",
     "driver_socket",
@@ -224,6 +226,7 @@ __all__ = [
     "ping_budget",
     "ping_forced",
     "pool_exhausted_message",
+    "pool_figures",
     "prepare_threshold_args",
     "prepare_threshold_for",
     "protect_logs",

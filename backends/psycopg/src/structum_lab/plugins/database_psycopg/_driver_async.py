@@ -35,6 +35,7 @@ from structum_lab.plugins.database.kit import (
     Secrets,
     log,
     needs_ping,
+    pool_figures,
     round_trip_cap,
     translate_error,
 )
@@ -207,18 +208,9 @@ class AsyncPsycopgDriver(AsyncPsycopgVerbs[AsyncRaw]):
             stats = pool.get_stats()
             available = stats.get("pool_available", 0)
             lost += stats.get("connections_lost", 0)
+        low = self.settings.min_size
         total = checked_out + available
-        low, high = self.settings.min_size, self.settings.max_size
-        return {
-            "checked_out": checked_out,
-            "available": available,
-            "total": total,
-            "overflow": max(0, total - low),
-            "size": low,
-            "max_size": high,
-            "min_size": low,
-            "connections_lost": lost,
-        }
+        return pool_figures(checked_out, total, low, self.settings.max_size, min_size=low, connections_lost=lost)
 
     @property
     def pool_ready(self) -> bool:

@@ -1,9 +1,6 @@
-"""SQLAlchemy backend for Structum Database.
+"""SQLAlchemy backend for Structum Database (also importable from ``structum_lab.plugins.database``).
 
-``SQLAlchemyDatabase`` and ``AsyncSQLAlchemyDatabase`` are also importable from
-``structum_lab.plugins.database``. Both load on first use, so importing this package
-(as the registry does to read the plugin) does not import SQLAlchemy, and sync users
-need no greenlet.
+The classes load on first use: importing this package, as the registry does, imports no SQLAlchemy.
 """
 
 from __future__ import annotations

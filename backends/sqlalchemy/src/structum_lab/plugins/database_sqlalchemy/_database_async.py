@@ -1,8 +1,5 @@
-"""The SQLAlchemy backend's database and connection classes: core's engine on a SQLAlchemy engine.
-
-The constructor builds the SQLAlchemy engine from the options and puts core's engine on
-it; the connection class adds SQLAlchemy's escape hatches and ORM sessions.
-"""
+"""The SQLAlchemy backend's database and connection classes: core's engine on a SQLAlchemy
+engine, with SQLAlchemy's escape hatches and ORM sessions."""
 
 from __future__ import annotations
 

@@ -9,7 +9,9 @@ docs/backends/sqlalchemy.md ("How statements run", "Round trips") says what user
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from functools import partial
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -17,27 +19,12 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection  # sync: from sqlalchemy import Connection
 from sqlalchemy.pool import QueuePool
 
-from structum_lab.plugins.database import ConfigurationError, IsolationLevel, ParameterError, PoolInfo
-from structum_lab.plugins.database.kit import (
-    ASYNC,
-    AsyncCursorRows,
-    AsyncDriverBase,
-    AsyncRows,
-    Bound,
-    Features,
-    ListenerOf,
-    PoolExhausted,
-    describe_driver_connection,
-    dialect_features,
-    forced_ping,
-    isolation_name,
-    log,
-    round_trip_cap,
-)
+from structum_lab.plugins.database import IsolationLevel, ParameterError, PoolInfo, kit
+from structum_lab.plugins.database.kit import ASYNC, AsyncCursorRows, AsyncDriverBase, AsyncRows, Bound
 
 from ._engine import ERROR_CLASSES, EngineParts, sync_connection
 
-__all__ = ["AsyncSQLAlchemyDriver", "AsyncSQLAlchemyStream", "driver_for", "rows_of"]
+__all__ = ["AsyncSQLAlchemyDriver", "driver_for", "rows_of"]
 
 _NO_PARAMS: Final = {"no_parameters": True}
 
@@ -51,41 +38,9 @@ def rows_of(result: sa.CursorResult[Any]) -> AsyncCursorRows:
     return AsyncCursorRows(cursor, close=result.close)
 
 
-class AsyncSQLAlchemyStream(AsyncCursorRows):
-    """The rows of a query read from a server-side cursor (``stream_results``) through
-    SQLAlchemy's result: each fetch may be a round trip, so on asyncio it runs in
-    SQLAlchemy's greenlet, and so does closing."""
-
-    __slots__ = ("_raw", "_result")
-
-    def __init__(self, raw: AsyncConnection, result: sa.CursorResult[Any]) -> None:
-        super().__init__(result, keys=list(result.keys()), rowcount=-1)
-        self._raw = raw
-        self._result = result
-
-    async def _read(self, cursor: Any, size: int | None) -> Sequence[Any]:
-        if ASYNC:  # ASYNC
-            return await self._raw.run_sync(_fetch, cursor, size)
-        else:
-            return await super()._read(cursor, size)
-
-    def _end(self) -> None:
-        self._cursor = None  # read to the end; close() closes the result
-
-    async def close(self) -> None:
-        self._cursor = None
-        if ASYNC:  # ASYNC
-            await self._raw.run_sync(_close, self._result)
-        else:
-            self._result.close()
-
-
-def _fetch(_sa_conn: sa.Connection, result: sa.CursorResult[Any], size: int | None) -> Sequence[Any]:
-    return result.fetchall() if size is None else result.fetchmany(size)
-
-
-def _close(_sa_conn: sa.Connection, result: sa.CursorResult[Any]) -> None:
-    result.close()
+def _call(_sa_conn: sa.Connection, function: Callable[..., Any], *args: Any) -> Any:
+    """``function(*args)``, through ``run_sync``: in SQLAlchemy's greenlet, where its asyncio drivers may wait."""
+    return function(*args)
 
 
 def _execute_streaming(sa_conn: sa.Connection, sql: str, params: Any, batch_size: int) -> sa.CursorResult[Any]:
@@ -96,26 +51,15 @@ def _execute_streaming(sa_conn: sa.Connection, sql: str, params: Any, batch_size
 
 
 def reset_driver_transaction(sa_conn: sa.Connection) -> None:
-    """Roll back at the driver after a failed COMMIT.
-
-    SQLAlchemy then considers the transaction finished and its pool skips the rollback
-    on return, but the driver may still be inside it (SQLite keeps the transaction and
-    its locks after SQLITE_BUSY on COMMIT). A connection that cannot even roll back is
-    invalidated rather than pooled.
-    """
+    """Roll back at the driver after a failed COMMIT, which SQLAlchemy counts as the end of the
+    transaction while the driver may still be in it (SQLite after SQLITE_BUSY); a connection
+    that cannot even roll back is invalidated rather than pooled."""
     try:
         dbapi_connection = sa_conn.connection.dbapi_connection
         if dbapi_connection is not None:
             dbapi_connection.rollback()
     except Exception:
         sa_conn.invalidate()
-
-
-def _ping(sa_conn: sa.Connection) -> None:
-    """The dialect's own cheapest round trip (``SELECT 1``, or ``... FROM DUAL`` on Oracle)."""
-    dbapi_connection = sa_conn.connection.dbapi_connection
-    if dbapi_connection is not None:
-        sa_conn.dialect.do_ping(dbapi_connection)
 
 
 def driver_for(parts: EngineParts) -> AsyncSQLAlchemyDriver:
@@ -132,7 +76,7 @@ class AsyncSQLAlchemyDriver(AsyncDriverBase[AsyncConnection]):
 
     errors: tuple[type[BaseException], ...] = (sa_exc.SQLAlchemyError, OSError, TypeError, ValueError)
     error_classes = ERROR_CLASSES
-    on_connection = ListenerOf("_open")
+    on_connection = kit.ListenerOf("_open")
 
     def __init__(self, parts: EngineParts, **features: Any) -> None:
         """``features``: the flags a subclass adds."""
@@ -143,12 +87,11 @@ class AsyncSQLAlchemyDriver(AsyncDriverBase[AsyncConnection]):
         self.translator = parts.translator
         self.limits = parts.limits
         self.loggers = parts.loggers
-        self.features = Features(server_side_cursors=True, logs_sql=True, **dialect_features(dialect), **features)
-        # Every connection lent out, until it is returned. A Connection sits in a reference
-        # cycle (with its transaction), so a forgotten one is freed by the cyclic collector,
-        # which runs SQLAlchemy's weakref rescue *before* our wrapper's __del__: the
-        # connection would be returned twice (the second time under another user). Held
-        # here, it stays reachable, and only the wrapper's __del__ returns it.
+        sql = kit.dialect_features(dialect)
+        self.features = kit.Features(server_side_cursors=True, logs_sql=True, **sql, **features)
+        # Every connection lent out, until it is returned: a forgotten one (in a reference cycle
+        # with its transaction) would meet SQLAlchemy's weakref rescue before our wrapper's
+        # __del__ and be returned twice, the second time under another user.
         self._lent: set[AsyncConnection] = set()
         self._closed = False
 
@@ -159,8 +102,7 @@ class AsyncSQLAlchemyDriver(AsyncDriverBase[AsyncConnection]):
         await self._engine.dispose()
 
     def after_fork(self) -> object:
-        """SQLAlchemy's documented recipe (``dispose(close=False)``): a pool of its own,
-        leaving the parent's connections open and unused."""
+        """SQLAlchemy's recipe: a pool of its own, the parent's connections left open and unused."""
         engine = self.parts.sa_engine
         inherited = engine.pool
         engine.dispose(close=False)
@@ -170,57 +112,28 @@ class AsyncSQLAlchemyDriver(AsyncDriverBase[AsyncConnection]):
     def pool_figures(self, checked_out: int) -> PoolInfo:
         pool = self.parts.sa_engine.pool
         if not isinstance(pool, QueuePool):  # StaticPool (in-memory SQLite): one shared connection
-            return {"checked_out": checked_out, "available": int(not checked_out), "total": 1, "overflow": 0,
-                    "size": 1, "max_size": 1}  # fmt: skip
-        size = pool.size()
+            return kit.pool_figures(checked_out, 1, 1, 1, available=int(not checked_out), overflow=0)
         out = pool.checkedout()
-        # Not checkedin(): it also counts slots whose connection was closed (invalidated after
-        # an error or a cancellation) and is only reopened at its next checkout.
+        # The open connections: checkedin() also counts slots whose connection was closed
+        # (invalidated after an error or a cancellation) until their next checkout. QueuePool
+        # counts overflow from -size.
         total = max(self._open.count, out)
-        return {
-            "checked_out": out,
-            "available": total - out,
-            "total": total,
-            # QueuePool counts overflow from -size; only connections above size are overflow.
-            "overflow": max(0, pool.overflow()),
-            "size": size,
-            "max_size": self.limits.max_size,
-        }
+        return kit.pool_figures(out, total, pool.size(), self.limits.max_size, overflow=max(0, pool.overflow()))
 
     async def acquire(self, *, ping: bool) -> AsyncConnection:
         parts = self.parts
         try:
-            with round_trip_cap(parts.ping_budget):  # the pre-ping: no answer in time, a dead connection
-                if ping and parts.pings_at_checkout:
-                    with forced_ping():
-                        sa_conn: AsyncConnection = await self._engine.connect()
-                else:
-                    sa_conn = await self._engine.connect()
+            # The checkout's ping (``_events``): no answer in time, a dead connection.
+            with kit.round_trip_cap(parts.ping_budget), kit.forced_ping() if ping else nullcontext():
+                sa_conn: AsyncConnection = await self._engine.connect()
         except sa_exc.TimeoutError as exc:
-            raise PoolExhausted from exc
+            raise kit.PoolExhausted from exc
         except (sa_exc.DBAPIError, OSError) as exc:  # asyncpg raises OSError when it cannot connect
             orig = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
             if isinstance(orig, TimeoutError) and not str(orig):  # asyncpg's says nothing
                 raise TimeoutError(f"no answer within connect_timeout={self.parts.connect_timeout:g} s") from exc
             raise
-        except (TypeError, ValueError) as exc:
-            # The driver's connect() refused an argument (URL query or connect_args): a
-            # configuration mistake, not a connection failure.
-            raise ConfigurationError(
-                f"the {self._dialect} driver refused the connection arguments (URL query parameters or "
-                f"connect_args): {type(exc).__name__}: {exc}",
-                backend="sqlalchemy",
-            ) from None
         self._lent.add(sa_conn)
-        if ping and not parts.pings_at_checkout:  # else connect() made the round trip
-            try:
-                if ASYNC:  # ASYNC
-                    await sa_conn.run_sync(_ping)
-                else:
-                    _ping(sa_conn)  # type: ignore[arg-type]
-            except BaseException:
-                await self.release(sa_conn)
-                raise
         return sa_conn
 
     async def release(self, raw: AsyncConnection) -> None:
@@ -232,7 +145,7 @@ class AsyncSQLAlchemyDriver(AsyncDriverBase[AsyncConnection]):
                 await raw.invalidate()
             await raw.close()
         except sa_exc.DBAPIError:
-            log.debug("error while returning a connection to the pool", exc_info=True)
+            kit.log.debug("error while returning a connection to the pool", exc_info=True)
 
     def _broken(self, raw: AsyncConnection) -> bool:
         """Whether the connection died where SQLAlchemy has not seen it (it sees its own statements)."""
@@ -243,7 +156,7 @@ class AsyncSQLAlchemyDriver(AsyncDriverBase[AsyncConnection]):
         if sa_conn.closed or sa_conn.invalidated:
             return "closed"
         try:
-            return describe_driver_connection(sa_conn.connection.driver_connection)
+            return kit.describe_driver_connection(sa_conn.connection.driver_connection)
         except sa_exc.SQLAlchemyError:
             return "closed"
 
@@ -255,7 +168,7 @@ class AsyncSQLAlchemyDriver(AsyncDriverBase[AsyncConnection]):
     async def begin(self, raw: AsyncConnection, isolation: IsolationLevel | None, readonly: bool) -> None:
         dialect = self._dialect
         if isolation is not None:
-            await raw.execution_options(isolation_level=isolation_name(dialect, isolation))
+            await raw.execution_options(isolation_level=kit.isolation_name(dialect, isolation))
         if readonly and dialect == "postgresql":
             await raw.execution_options(postgresql_readonly=True)  # the driver's read-only flag
         await raw.begin()
@@ -306,11 +219,13 @@ class AsyncSQLAlchemyDriver(AsyncDriverBase[AsyncConnection]):
         return rows_of(result)
 
     async def stream(self, raw: AsyncConnection, sql: str, params: Bound, batch_size: int) -> AsyncRows:
+        # A server-side cursor (stream_results): each fetch may be a round trip.
         if ASYNC:  # ASYNC
             result = await raw.run_sync(_execute_streaming, sql, params, batch_size)
+            run: Any = partial(raw.run_sync, _call)  # type: ignore[call-arg]
         else:
-            result = _execute_streaming(raw, sql, params, batch_size)  # type: ignore[arg-type]
-        return AsyncSQLAlchemyStream(raw, result)
+            result, run = _execute_streaming(raw, sql, params, batch_size), None  # type: ignore[arg-type]
+        return AsyncCursorRows(result, keys=list(result.keys()), rowcount=-1, close=result.close, run=run)
 
     async def executemany(self, raw: AsyncConnection, sql: str, param_sets: Sequence[Bound]) -> int:
         batch: Any = [tuple(b) if type(b) is list else b for b in param_sets]

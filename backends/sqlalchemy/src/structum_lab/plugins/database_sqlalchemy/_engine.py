@@ -21,30 +21,11 @@ from structum_lab.plugins.database import (
     MultipleResultsFound,
     NoResultFound,
     PoolTimeoutError,
+    kit,
 )
-from structum_lab.plugins.database.kit import (
-    DRIVER_LOGGERS,
-    SOCKET_DRIVERS,
-    OpenConnections,
-    PoolLimits,
-    Translator,
-    driver_install_hint,
-    error_classes,
-    is_memory_sqlite,
-    isolation_name,
-    lexer_for,
-    merge_connect_args,
-    normalize_isolation,
-    ping_budget,
-    prepare_threshold_args,
-    resolve_driver,
-    resolve_statement_deadline,
-    server_settings_from_options,
-    target_for,
-    timeout_connect_args,
-)
+from structum_lab.plugins.database.kit import OpenConnections, PoolLimits, Translator
 
-from ._events import count_connections, deadline_connect_args, install_listeners
+from ._events import bounded_connect, count_connections, install_listeners
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -74,7 +55,7 @@ class SQLAlchemyMultipleResultsFound(MultipleResultsFound, sa_exc.MultipleResult
 
 
 #: The engine's own errors, raised as these subclasses on this backend.
-ERROR_CLASSES: Final[Mapping[type[DatabaseError], type[DatabaseError]]] = error_classes(
+ERROR_CLASSES: Final[Mapping[type[DatabaseError], type[DatabaseError]]] = kit.error_classes(
     SQLAlchemyPoolTimeoutError, SQLAlchemyNoResultFound, SQLAlchemyMultipleResultsFound
 )
 
@@ -83,20 +64,16 @@ ERROR_CLASSES: Final[Mapping[type[DatabaseError], type[DatabaseError]]] = error_
 class EngineParts:
     """An engine built from the options, and what the driver needs to know about it."""
 
-    engine: Any  # sa.Engine, or AsyncEngine for the asyncio class
-    sa_engine: sa.Engine  # the sync Engine (under an AsyncEngine too)
+    engine: Any  # sa.Engine, or AsyncEngine (whose sync Engine is sa_engine)
+    sa_engine: sa.Engine
     dialect: str
     translator: Translator
     limits: PoolLimits
-    #: Checkouts are checked by a ping where needed (SQLAlchemy's pre-ping, or ``_liveness``).
-    pings_at_checkout: bool
     ping_budget: float
     connect_timeout: float
-    #: The connections the pool holds open, counted from its events.
     open: OpenConnections
     loggers: tuple[str | logging.Logger, ...]
-    #: What the engine passes to the DB-API driver's connect() besides the URL.
-    connect_args: Mapping[str, Any]
+    connect_args: Mapping[str, Any]  # for the DB-API driver's connect(), besides the URL
     #: postgresql+psycopg: autocommit connections, BEGIN sent with the first statement (``_psycopg_async``).
     deferred_begin: bool = False
     #: The ``isolation_level`` option (with ``deferred_begin`` it goes into the BEGIN).
@@ -110,22 +87,26 @@ def build_engine(url: DatabaseURL, o: Mapping[str, Any], *, is_async: bool) -> E
         driver = sa_url.get_driver_name()  # loads the dialect
     except sa_exc.NoSuchModuleError:
         raise _no_such_dialect(sa_url) from None
-    connect_args = o["connect_args"]
-    libpq_options = sa_url.query.get("options")
-    if driver == "asyncpg" and isinstance(libpq_options, str):
-        # libpq's ``?options=-c key=value``, which asyncpg rejects, as its server_settings:
-        # one URL stays valid for both drivers, so switching driver is a config change only.
-        sa_url = sa_url.difference_update_query(["options"])
-        if settings := server_settings_from_options(libpq_options):
-            connect_args = merge_connect_args({"server_settings": settings}, connect_args)
-    deferred = defers_begin(sa_url, o)
-    args = engine_arguments(url, sa_url, o, connect_args, deferred_begin=deferred)
-    given = args.get("connect_args") or {}  # engine_options may have replaced them
-    pgbouncer = bool(o.get("pgbouncer"))
-    args["connect_args"] = prepare_threshold_args(driver, given, o["prepare_threshold"], pgbouncer=pgbouncer)
-    deadline = resolve_statement_deadline(o["statement_timeout"], o["statement_deadline"])
-    bounded = deadline_connect_args(driver, deadline, is_async=is_async)
-    args["connect_args"] = {**bounded, **args["connect_args"]}  # the user's connect_args win
+    dialect_name = sa_url.get_backend_name()
+    # postgresql+psycopg sends BEGIN with the first statement, unless engine_options set an
+    # isolation level of SQLAlchemy's (which needs psycopg's own BEGIN).
+    own = (o["engine_options"] or {}).keys()
+    deferred = (dialect_name, driver) == ("postgresql", "psycopg") and not own & {
+        "isolation_level",
+        "execution_options",
+    }
+    args = engine_arguments(url, sa_url, o, deferred_begin=deferred)
+    given = args.get("connect_args", o["connect_args"])  # engine_options may give their own
+    if driver == "asyncpg" and "options" in sa_url.query:  # asyncpg rejects it: as server_settings
+        url_options, sa_url = sa_url.query["options"], sa_url.difference_update_query(["options"])
+    else:
+        url_options = None
+    connect_args = kit.driver_connect_args(dialect_name, driver, o, given, url_options=url_options)
+    deadline = kit.resolve_statement_deadline(o["statement_timeout"], o["statement_deadline"])
+    if is_async and driver.startswith("psycopg") and deadline is not None:
+        # SQLAlchemy's psycopg dialect takes the function that opens a driver connection.
+        connect_args = {"async_creator_fn": bounded_connect(deadline, is_async=True), **connect_args}
+    args["connect_args"] = connect_args
     engine = create_engine_checked(sa_url, args, is_async=is_async)
     sync_engine: sa.Engine = engine.sync_engine if is_async else engine
     open_connections = count_connections(sync_engine)
@@ -135,7 +116,7 @@ def build_engine(url: DatabaseURL, o: Mapping[str, Any], *, is_async: bool) -> E
         statement_timeout=o["statement_timeout"],
         # The user's own creator opens connections as it likes.
         deadline=None if "creator" in (o["engine_options"] or {}) else deadline,
-        pre_ping=dialect.driver in SOCKET_DRIVERS and o["pool_pre_ping"],
+        pre_ping=o["pool_pre_ping"] and dialect.name != "sqlite",  # a local file needs none
         autocommit=deferred,
     )
     pool = sync_engine.pool
@@ -148,28 +129,15 @@ def build_engine(url: DatabaseURL, o: Mapping[str, Any], *, is_async: bool) -> E
         engine=engine,
         sa_engine=sync_engine,
         dialect=dialect.name,
-        translator=Translator(lexer_for(dialect.name), target_for(dialect.driver, dialect.paramstyle)),
+        translator=Translator(kit.lexer_for(dialect.name), kit.target_for(dialect.driver, dialect.paramstyle)),
         limits=limits,
-        pings_at_checkout=bool(o["pool_pre_ping"]) and dialect.name != "sqlite",
-        ping_budget=ping_budget(timeout, o["connect_timeout"], deadline),
+        ping_budget=kit.ping_budget(timeout, o["connect_timeout"], deadline),
         connect_timeout=o["connect_timeout"] or 0.0,
         open=open_connections,
         loggers=tuple(_engine_loggers(sync_engine)),
         connect_args=args["connect_args"],
         deferred_begin=deferred,
-        isolation=normalize_isolation(o["isolation_level"]),
-    )
-
-
-def defers_begin(sa_url: sa.URL, o: Mapping[str, Any]) -> bool:
-    """postgresql+psycopg sends BEGIN with the first statement, unless ``engine_options`` set
-    an isolation level of their own (SQLAlchemy's, which needs psycopg's own BEGIN)."""
-    own = o["engine_options"] or {}
-    return (
-        sa_url.get_backend_name() == "postgresql"
-        and sa_url.get_driver_name() == "psycopg"
-        and "isolation_level" not in own
-        and "execution_options" not in own
+        isolation=kit.normalize_isolation(o["isolation_level"]),
     )
 
 
@@ -181,7 +149,7 @@ def _engine_loggers(engine: sa.Engine) -> list[logging.Logger | str]:
         logger = getattr(logger, "logger", logger)  # echo/logging_name wrap it in an InstanceLogger
         if isinstance(logger, logging.Logger):
             found.append(logger)
-    found += DRIVER_LOGGERS.get(engine.dialect.driver, ())
+    found += kit.DRIVER_LOGGERS.get(engine.dialect.driver, ())
     return found
 
 
@@ -203,18 +171,14 @@ def _no_such_dialect(sa_url: sa.URL) -> ConfigurationError:
 
 
 def sqlalchemy_url(url: DatabaseURL, *, is_async: bool) -> sa.URL:
-    """The connectable SQLAlchemy URL: ``postgres://`` renamed, a default driver added, and
-    libpq's multi-host form as SQLAlchemy writes it (``?host=h1:5432&host=h2:5433``).
-
-    A bare ``postgresql://`` uses psycopg 3 (psycopg2 is not a dependency); async
-    engines get an async driver (``sqlite+aiosqlite``, ``mysql+aiomysql``, ...).
-    """
+    """The connectable SQLAlchemy URL: ``postgres://`` renamed, core's default driver added,
+    and libpq's multi-host form as SQLAlchemy writes it (``?host=h1:5432&host=h2:5433``)."""
     if url.is_conninfo:
         raise ConfigurationError(
             "the SQLAlchemy backend needs a URL (postgresql://user@host/db), not a libpq key=value string"
         )
     dialect = "postgresql" if url.dialect == "postgres" else url.dialect
-    driver = resolve_driver(dialect, url.driver, is_async=is_async, opened_by="AsyncSQLAlchemyDatabase")
+    driver = kit.resolve_driver(dialect, url.driver, is_async=is_async, opened_by="AsyncSQLAlchemyDatabase")
     scheme = f"{dialect}+{driver}" if driver else dialect
     connectable = url.with_scheme(scheme) if scheme != url.scheme else url
     try:
@@ -223,42 +187,27 @@ def sqlalchemy_url(url: DatabaseURL, *, is_async: bool) -> sa.URL:
         raise ConfigurationError(f"SQLAlchemy cannot parse {url}: {exc}") from None
 
 
-def engine_arguments(
-    url: DatabaseURL,
-    sa_url: sa.URL,
-    o: Mapping[str, Any],
-    connect_args: Mapping[str, Any] | None,
-    *,
-    deferred_begin: bool = False,
-) -> dict[str, Any]:
-    """``create_engine`` arguments from the checked options ``o``."""
+def engine_arguments(url: DatabaseURL, sa_url: sa.URL, o: Mapping[str, Any], *, deferred_begin: bool) -> dict[str, Any]:
+    """``create_engine`` arguments from the checked options ``o`` (connect arguments aside)."""
     dialect, driver = sa_url.get_backend_name(), sa_url.get_driver_name()
     args: dict[str, Any] = {"echo": o["echo"]}
-    defaults = dict(
-        timeout_connect_args(
-            dialect, driver, connect_timeout=o["connect_timeout"], statement_timeout=o["statement_timeout"]
-        )
-    )
-    if is_memory_sqlite(url):
+    if kit.is_memory_sqlite(url):
         # One in-memory database must be one connection, shared; a pool of several
         # would give each its own empty database.
         args["poolclass"] = StaticPool
         if driver == "pysqlite":
-            defaults["check_same_thread"] = False
+            args["connect_args"] = {"check_same_thread": False, **(o["connect_args"] or {})}
     else:
         args.update(
             pool_size=o["pool_size"],
             max_overflow=o["max_overflow"],
             pool_timeout=o["pool_timeout"],
             pool_recycle=-1 if o["pool_recycle"] is None else o["pool_recycle"],
-            # Checked here where the socket is reachable (_liveness); SQLite needs no ping.
-            pool_pre_ping=o["pool_pre_ping"] and dialect != "sqlite" and driver not in SOCKET_DRIVERS,
             pool_use_lifo=o["pool_use_lifo"],
         )
-    args["connect_args"] = merge_connect_args(defaults, connect_args)
-    level = normalize_isolation(o["isolation_level"])
+    level = kit.normalize_isolation(o["isolation_level"])
     if level and not deferred_begin:  # else it goes into each BEGIN
-        args["isolation_level"] = isolation_name(dialect, level)
+        args["isolation_level"] = kit.isolation_name(dialect, level)
     args.update(o["engine_options"] or {})
     return args
 
@@ -276,7 +225,7 @@ def create_engine_checked(sa_url: sa.URL, args: Mapping[str, Any], *, is_async: 
     except ModuleNotFoundError as exc:
         raise ConfigurationError(
             f"the database driver for {sa_url.drivername}:// is not installed ({exc.name}); "
-            f"{driver_install_hint(sa_url.get_driver_name())}"
+            f"{kit.driver_install_hint(sa_url.get_driver_name())}"
         ) from None
     except (TypeError, ValueError, sa_exc.ArgumentError) as exc:  # ValueError: a URL query value of the wrong type
         raise ConfigurationError(

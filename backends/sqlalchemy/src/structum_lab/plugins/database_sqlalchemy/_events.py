@@ -1,9 +1,6 @@
 """What the backend hooks into a SQLAlchemy engine's events: the count of open connections,
-SQLite's transactions, MySQL's statement timeout, checkout liveness and driver deadlines.
-
-docs/backends/sqlalchemy.md gives the rules ("Round trips", "Options", "SQLite
-transactions"); core owns them (``kit.needs_ping``, ``kit.deadline_connect_args``).
-"""
+SQLite's transactions, MySQL's statement timeout, checkout liveness and driver deadlines
+(the rules are core's; docs/backends/sqlalchemy.md says what users see)."""
 
 from __future__ import annotations
 
@@ -17,10 +14,11 @@ from sqlalchemy import exc as sa_exc
 from structum_lab.plugins.database import kit
 from structum_lab.plugins.database.kit import PRE_PING_WINDOW, driver_socket, needs_ping, ping_forced, readable_probe
 
-__all__ = ["PRE_PING_WINDOW", "count_connections", "deadline_connect_args", "install_listeners"]
+__all__ = ["PRE_PING_WINDOW", "bounded_connect", "count_connections", "install_listeners"]
 
 _USED: Final = "structum_used"
 _PROBE: Final = "structum_probe"
+_FRESH: Final = "structum_fresh"
 
 
 def count_connections(engine: sa.Engine) -> kit.OpenConnections:
@@ -37,8 +35,8 @@ def count_connections(engine: sa.Engine) -> kit.OpenConnections:
 def install_listeners(
     engine: sa.Engine, *, statement_timeout: float | None, deadline: float | None, pre_ping: bool, autocommit: bool
 ) -> None:
-    """The dialect's own listeners; liveness where the driver's socket is reachable or the
-    DB-API connections stay in autocommit mode (``autocommit``); the driver's deadline."""
+    """The dialect's listeners, checkout liveness (``autocommit``: DB-API connections kept in
+    autocommit mode) and the driver's deadline."""
     dialect = engine.dialect.name
     if dialect == "sqlite":
 
@@ -58,16 +56,15 @@ def install_listeners(
         def _mysql_statement_timeout(dbapi_connection: Any, _record: Any) -> None:
             kit.set_mysql_statement_timeout(dbapi_connection, statement_timeout)
 
-    if pre_ping or autocommit:
-        _install_liveness(engine, pre_ping=pre_ping, autocommit=autocommit)
+    _install_liveness(engine, pre_ping=pre_ping, autocommit=autocommit)
     if deadline is not None:
         _install_deadline(engine, deadline)
 
 
 def _install_liveness(engine: sa.Engine, *, pre_ping: bool, autocommit: bool) -> None:
-    """Connections stamped with their last use and socket probe, pinged at checkout only when
-    core's rule says so; a failed ping raises ``InvalidatePoolError``, so SQLAlchemy does what
-    its ``pool_pre_ping`` does on a disconnect, within the same checkout."""
+    """A ping at checkout when core's rule says so (``pre_ping``) or the caller needs the round
+    trip (``kit.forced_ping``). A failed one raises ``InvalidatePoolError``: SQLAlchemy then
+    reconnects within the same checkout and replaces the older connections."""
     dialect = engine.dialect
     dbapi_error: Any = dialect.loaded_dbapi.Error
 
@@ -77,6 +74,7 @@ def _install_liveness(engine: sa.Engine, *, pre_ping: bool, autocommit: bool) ->
             dbapi_connection.autocommit = True
         info = record.info
         info[_USED] = monotonic()
+        info[_FRESH] = True  # just connected: alive
         fd = driver_socket(record.driver_connection)
         if fd is not None:
             info[_PROBE] = readable_probe(fd)
@@ -90,10 +88,11 @@ def _install_liveness(engine: sa.Engine, *, pre_ping: bool, autocommit: bool) ->
     def _check(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         if autocommit and not dbapi_connection.autocommit:  # an isolation level set through SQLAlchemy
             dbapi_connection.autocommit = True
-        if not pre_ping:
-            return
         info = record.info
-        if not ping_forced() and not needs_ping(info.get(_USED, 0.0), info.get(_PROBE), PRE_PING_WINDOW):
+        fresh = info.pop(_FRESH, False)
+        if not ping_forced() and (
+            not pre_ping or fresh or not needs_ping(info.get(_USED, 0.0), info.get(_PROBE), PRE_PING_WINDOW)
+        ):
             return
         try:
             dialect.do_ping(dbapi_connection)
@@ -104,18 +103,11 @@ def _install_liveness(engine: sa.Engine, *, pre_ping: bool, autocommit: bool) ->
             raise
 
 
-def _psycopg(deadline: float, *, is_async: bool) -> Any:
+def bounded_connect(deadline: float, *, is_async: bool) -> Any:
+    """``connect`` of core's psycopg class whose waits give up after ``deadline`` seconds."""
     from structum_lab.plugins.database.kit_psycopg import bounded_connection_class  # imports psycopg
 
-    return bounded_connection_class(deadline, is_async=is_async)
-
-
-def deadline_connect_args(driver: str, deadline: float | None, *, is_async: bool) -> dict[str, Any]:
-    """Driver arguments that put ``deadline`` on every round trip (merged under the user's)."""
-    if deadline is not None and is_async and driver.startswith("psycopg"):
-        # SQLAlchemy's psycopg dialect takes the function that opens a driver connection.
-        return {"async_creator_fn": _psycopg(deadline, is_async=True).connect}
-    return kit.deadline_connect_args(driver, deadline)
+    return bounded_connection_class(deadline, is_async=is_async).connect
 
 
 def _install_deadline(engine: sa.Engine, deadline: float) -> None:
@@ -123,24 +115,21 @@ def _install_deadline(engine: sa.Engine, deadline: float) -> None:
     that fired discards the connection (asyncpg would keep it)."""
     dialect = engine.dialect
     if dialect.driver == "psycopg" and not dialect.is_async:
-        connection_class = _psycopg(deadline, is_async=False)
+        connect = bounded_connect(deadline, is_async=False)
 
         @event.listens_for(engine, "do_connect")
         def _bounded_connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
-            return connection_class.connect(*cargs, **cparams)
+            return connect(*cargs, **cparams)
 
     elif dialect.driver == "asyncpg":
 
         @event.listens_for(engine, "handle_error")
         def _command_timed_out(context: sa.engine.ExceptionContext) -> BaseException | None:
-            # asyncpg raises a bare TimeoutError and keeps the connection, whose state is then
-            # unknown (a cancel request is on its way): SQLAlchemy must invalidate it, and the
-            # caller gets a DBAPIError the backend turns into ConnectionLostError.
+            # asyncpg keeps a connection whose state is unknown (a cancel request is on its way).
             if not isinstance(context.original_exception, TimeoutError):
                 return None
             context.is_disconnect = True
-            # Closed at once: SQLAlchemy's invalidation would first try a graceful close, which
-            # waits up to 2 s more for a server that is not answering.
+            # Closed at once: SQLAlchemy's graceful close would wait up to 2 s more for a silent server.
             sa_conn = context.connection
             driver = sa_conn.connection.driver_connection if sa_conn is not None and not sa_conn.invalidated else None
             if driver is not None:

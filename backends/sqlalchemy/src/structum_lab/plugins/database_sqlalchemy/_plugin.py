@@ -1,8 +1,5 @@
-"""The pluggy plugin registered under ``structum_database.backends`` as ``sqlalchemy``.
-
-Importing this module is cheap (no SQLAlchemy import): the registry imports it to
-read options, and the engine code loads only when a database is created.
-"""
+"""The pluggy plugin registered under ``structum_database.backends`` as ``sqlalchemy``
+(imported by the registry to read options: it imports no SQLAlchemy)."""
 
 from __future__ import annotations
 

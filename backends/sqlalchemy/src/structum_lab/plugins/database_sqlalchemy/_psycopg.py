@@ -3,17 +3,12 @@
 # Edit the asyncio source, then run: python tools/sync_from_async.py
 """SQLAlchemy's psycopg driver (``postgresql+psycopg``): psycopg itself, under SQLAlchemy.
 
-:class:`SQLAlchemyPsycopgDriver`: the verbs psycopg answers (core's ``PsycopgVerbs``:
-the transaction's state, COPY, server-side cursors, batches) and LISTEN, on the psycopg
-connection under SQLAlchemy's.
-
-:class:`DeferredBeginDriver`: BEGIN goes out with a transaction's first statement. The
-DB-API connections are in autocommit mode (``_events``) with core's deferred BEGIN
-(``kit_psycopg.install_deferred_begin``): a BEGIN set pending on the psycopg connection goes
-out with the next statement on it, whoever sends it (the engine, SQLAlchemy Core, an ORM
-session), so SQLAlchemy's bookkeeping sees plain statements. The engine's transactions set
-theirs; SQLAlchemy's own (``db.get_session()``, ``db.engine``) get the ``isolation_level``
-option's from the ``begin`` event. docs/backends/sqlalchemy.md, "Round trips".
+:class:`SQLAlchemyPsycopgDriver` has the verbs psycopg answers (core's
+``PsycopgVerbs``) and LISTEN. :class:`DeferredBeginDriver` sends BEGIN with a
+transaction's first statement: the DB-API connections are in autocommit mode with core's
+deferred BEGIN (``kit_psycopg.install_deferred_begin``), which sends a pending BEGIN with
+the next statement whoever sends it (the engine, SQLAlchemy Core, an ORM session).
+docs/backends/sqlalchemy.md, "Round trips".
 """
 
 from __future__ import annotations
@@ -26,15 +21,9 @@ import sqlalchemy as sa
 from psycopg import pq
 from sqlalchemy import Connection, event
 
+from structum_lab.plugins.database import kit_psycopg
 from structum_lab.plugins.database.kit import Bound, CursorRows, Rows
-from structum_lab.plugins.database.kit_psycopg import (
-    PsycopgNotifier,
-    PsycopgVerbs,
-    defer_begin,
-    install_deferred_begin,
-    send_begin,
-    take_begin,
-)
+from structum_lab.plugins.database.kit_psycopg import PsycopgVerbs
 
 from ._driver import SQLAlchemyDriver
 from ._engine import EngineParts, sync_connection
@@ -65,19 +54,16 @@ class SQLAlchemyPsycopgDriver(PsycopgVerbs[Connection], SQLAlchemyDriver):
         return raw.invalidated or bool(_driver(raw).broken)
 
     def _pg(self, raw: Connection) -> Any:
+        # stream() gets psycopg's server-side cursor, not SQLAlchemy's stream_results (whose
+        # Row objects would be built and then copied).
         return None if raw.invalidated else _driver(raw)
 
-    def _pg_io(self, raw: Connection) -> Any:
-        # Inside the same transaction; stream() gets psycopg's server-side cursor, not
-        # SQLAlchemy's stream_results (whose Row objects would be built and then copied).
-        return raw.connection.driver_connection
-
-    def notifier(self) -> PsycopgNotifier:
+    def notifier(self) -> kit_psycopg.PsycopgNotifier:
         engine = self.parts.sa_engine
         cargs, cparams = engine.dialect.create_connect_args(engine.url)
         params = {**cparams, **self.parts.connect_args, "autocommit": True}
         params.pop("async_creator_fn", None)
-        return PsycopgNotifier(psycopg.Connection.connect(*cargs, **params))
+        return kit_psycopg.PsycopgNotifier(psycopg.Connection.connect(*cargs, **params))
 
     def unwrap_error(self, exc: BaseException, raw: Connection | None) -> tuple[BaseException, bool]:
         if raw is not None and isinstance(exc, psycopg.Error):
@@ -109,21 +95,21 @@ class DeferredBeginDriver(SQLAlchemyPsycopgDriver):
         conn = sync_connection(raw)
         if not conn.in_transaction():
             conn.begin()  # no I/O: the dialect's do_begin is a no-op, and the begin event skips the engine's
-        defer_begin(_driver(raw), begin)
+        kit_psycopg.defer_begin(_driver(raw), begin)
 
     def _pg_io(self, raw: Connection) -> Any:
         pg = super()._pg_io(raw)
-        send_begin(pg)  # psycopg directly (COPY, a stream): a pending BEGIN goes first
+        kit_psycopg.send_begin(pg)  # psycopg directly (COPY, a stream): a pending BEGIN goes first
         return pg
 
     def execute_begun(self, raw: Connection, begin: str, sql: str, params: Bound) -> CursorRows:
-        defer_begin(_driver(raw), begin)
+        kit_psycopg.defer_begin(_driver(raw), begin)
         return self.execute(raw, sql, params)
 
     def execute_batch(
         self, raw: Connection, begin: str | None, statements: Sequence[tuple[str, Bound]], end: str | None
     ) -> Sequence[Rows]:
-        pending = take_begin(_driver(raw))  # set by hold_begin
+        pending = kit_psycopg.take_begin(_driver(raw))  # set by hold_begin
         results = super().execute_batch(raw, begin or pending, statements, end)
         if end == "COMMIT" and raw.in_transaction():
             raw.commit()  # the server has committed: SQLAlchemy's transaction ends too, without a round trip
@@ -134,14 +120,14 @@ class DeferredBeginDriver(SQLAlchemyPsycopgDriver):
             raw.commit()  # COMMIT when the server is in a transaction
         if not raw.invalidated:
             driver = _driver(raw)
-            take_begin(driver)  # nothing ran: nothing to begin
+            kit_psycopg.take_begin(driver)  # nothing ran: nothing to begin
             if driver.pgconn.transaction_status != _IDLE:  # begun by a batch, which SQLAlchemy did not see
                 driver.commit()
 
     def rollback(self, raw: Connection) -> None:
         super().rollback(raw)
         if not raw.invalidated:
-            take_begin(_driver(raw))  # nothing ran: nothing to begin
+            kit_psycopg.take_begin(_driver(raw))  # nothing ran: nothing to begin
 
     def autocommit(self, raw: Connection, enabled: bool) -> None:
         return None  # the connections are in autocommit mode already
@@ -152,7 +138,7 @@ def _install(engine: sa.Engine, default_begin: str) -> None:
 
     @event.listens_for(engine, "connect")
     def _deferring(_dbapi_connection: Any, record: Any) -> None:
-        install_deferred_begin(record.driver_connection)
+        kit_psycopg.install_deferred_begin(record.driver_connection)
 
     @event.listens_for(engine, "begin")
     def _sqlalchemy_begins(conn: sa.Connection) -> None:
@@ -160,18 +146,18 @@ def _install(engine: sa.Engine, default_begin: str) -> None:
             return  # the engine's own: its BEGIN goes with its first statement (or there is none)
         driver = conn.connection.driver_connection
         if driver is not None and driver.autocommit and driver.pgconn.transaction_status == _IDLE:
-            defer_begin(driver, default_begin)
+            kit_psycopg.defer_begin(driver, default_begin)
 
     @event.listens_for(engine, "commit")
     @event.listens_for(engine, "rollback")
     def _ended(conn: sa.Connection) -> None:
         driver = None if conn.invalidated else conn.connection.driver_connection
         if driver is not None:
-            take_begin(driver)  # a transaction that ran nothing: its BEGIN never goes out
+            kit_psycopg.take_begin(driver)  # a transaction that ran nothing: its BEGIN never goes out
 
     @event.listens_for(engine, "checkin")
     def _returned(_dbapi_connection: Any, record: Any) -> None:
         if record is not None:
             record.info.pop(_OWNED, None)
             if record.driver_connection is not None:
-                take_begin(record.driver_connection)
+                kit_psycopg.take_begin(record.driver_connection)

@@ -1,16 +1,11 @@
 """SQLAlchemy's psycopg driver (``postgresql+psycopg``): psycopg itself, under SQLAlchemy.
 
-:class:`AsyncSQLAlchemyPsycopgDriver`: the verbs psycopg answers (core's ``AsyncPsycopgVerbs``:
-the transaction's state, COPY, server-side cursors, batches) and LISTEN, on the psycopg
-connection under SQLAlchemy's.
-
-:class:`AsyncDeferredBeginDriver`: BEGIN goes out with a transaction's first statement. The
-DB-API connections are in autocommit mode (``_events``) with core's deferred BEGIN
-(``kit_psycopg.install_deferred_begin``): a BEGIN set pending on the psycopg connection goes
-out with the next statement on it, whoever sends it (the engine, SQLAlchemy Core, an ORM
-session), so SQLAlchemy's bookkeeping sees plain statements. The engine's transactions set
-theirs; SQLAlchemy's own (``db.get_session()``, ``db.engine``) get the ``isolation_level``
-option's from the ``begin`` event. docs/backends/sqlalchemy.md, "Round trips".
+:class:`AsyncSQLAlchemyPsycopgDriver` has the verbs psycopg answers (core's
+``AsyncPsycopgVerbs``) and LISTEN. :class:`AsyncDeferredBeginDriver` sends BEGIN with a
+transaction's first statement: the DB-API connections are in autocommit mode with core's
+deferred BEGIN (``kit_psycopg.install_deferred_begin``), which sends a pending BEGIN with
+the next statement whoever sends it (the engine, SQLAlchemy Core, an ORM session).
+docs/backends/sqlalchemy.md, "Round trips".
 """
 
 from __future__ import annotations
@@ -24,15 +19,9 @@ from psycopg import pq
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection  # sync: from sqlalchemy import Connection
 
-from structum_lab.plugins.database.kit import ASYNC, AsyncCursorRows, AsyncRows, Bound
-from structum_lab.plugins.database.kit_psycopg import (
-    AsyncPsycopgNotifier,
-    AsyncPsycopgVerbs,
-    defer_begin_async,
-    install_deferred_begin_async,
-    send_begin_async,
-    take_begin_async,
-)
+from structum_lab.plugins.database import kit_psycopg
+from structum_lab.plugins.database.kit import AsyncCursorRows, AsyncRows, Bound
+from structum_lab.plugins.database.kit_psycopg import AsyncPsycopgVerbs
 
 from ._driver_async import AsyncSQLAlchemyDriver
 from ._engine import EngineParts, sync_connection
@@ -63,22 +52,16 @@ class AsyncSQLAlchemyPsycopgDriver(AsyncPsycopgVerbs[AsyncConnection], AsyncSQLA
         return raw.invalidated or bool(_driver(raw).broken)
 
     def _pg(self, raw: AsyncConnection) -> Any:
+        # stream() gets psycopg's server-side cursor, not SQLAlchemy's stream_results (whose
+        # Row objects would be built and then copied).
         return None if raw.invalidated else _driver(raw)
 
-    async def _pg_io(self, raw: AsyncConnection) -> Any:
-        # Inside the same transaction; stream() gets psycopg's server-side cursor, not
-        # SQLAlchemy's stream_results (whose Row objects would be built and then copied).
-        if ASYNC:  # ASYNC
-            return (await raw.get_raw_connection()).driver_connection
-        else:
-            return raw.connection.driver_connection
-
-    async def notifier(self) -> AsyncPsycopgNotifier:
+    async def notifier(self) -> kit_psycopg.AsyncPsycopgNotifier:
         engine = self.parts.sa_engine
         cargs, cparams = engine.dialect.create_connect_args(engine.url)
         params = {**cparams, **self.parts.connect_args, "autocommit": True}
         params.pop("async_creator_fn", None)
-        return AsyncPsycopgNotifier(await psycopg.AsyncConnection.connect(*cargs, **params))
+        return kit_psycopg.AsyncPsycopgNotifier(await psycopg.AsyncConnection.connect(*cargs, **params))
 
     def unwrap_error(self, exc: BaseException, raw: AsyncConnection | None) -> tuple[BaseException, bool]:
         if raw is not None and isinstance(exc, psycopg.Error):
@@ -110,21 +93,21 @@ class AsyncDeferredBeginDriver(AsyncSQLAlchemyPsycopgDriver):
         conn = sync_connection(raw)
         if not conn.in_transaction():
             conn.begin()  # no I/O: the dialect's do_begin is a no-op, and the begin event skips the engine's
-        defer_begin_async(_driver(raw), begin)
+        kit_psycopg.defer_begin_async(_driver(raw), begin)
 
     async def _pg_io(self, raw: AsyncConnection) -> Any:
         pg = await super()._pg_io(raw)
-        await send_begin_async(pg)  # psycopg directly (COPY, a stream): a pending BEGIN goes first
+        await kit_psycopg.send_begin_async(pg)  # psycopg directly (COPY, a stream): a pending BEGIN goes first
         return pg
 
     async def execute_begun(self, raw: AsyncConnection, begin: str, sql: str, params: Bound) -> AsyncCursorRows:
-        defer_begin_async(_driver(raw), begin)
+        kit_psycopg.defer_begin_async(_driver(raw), begin)
         return await self.execute(raw, sql, params)
 
     async def execute_batch(
         self, raw: AsyncConnection, begin: str | None, statements: Sequence[tuple[str, Bound]], end: str | None
     ) -> Sequence[AsyncRows]:
-        pending = take_begin_async(_driver(raw))  # set by hold_begin
+        pending = kit_psycopg.take_begin_async(_driver(raw))  # set by hold_begin
         results = await super().execute_batch(raw, begin or pending, statements, end)
         if end == "COMMIT" and raw.in_transaction():
             await raw.commit()  # the server has committed: SQLAlchemy's transaction ends too, without a round trip
@@ -135,14 +118,14 @@ class AsyncDeferredBeginDriver(AsyncSQLAlchemyPsycopgDriver):
             await raw.commit()  # COMMIT when the server is in a transaction
         if not raw.invalidated:
             driver = _driver(raw)
-            take_begin_async(driver)  # nothing ran: nothing to begin
+            kit_psycopg.take_begin_async(driver)  # nothing ran: nothing to begin
             if driver.pgconn.transaction_status != _IDLE:  # begun by a batch, which SQLAlchemy did not see
                 await driver.commit()
 
     async def rollback(self, raw: AsyncConnection) -> None:
         await super().rollback(raw)
         if not raw.invalidated:
-            take_begin_async(_driver(raw))  # nothing ran: nothing to begin
+            kit_psycopg.take_begin_async(_driver(raw))  # nothing ran: nothing to begin
 
     async def autocommit(self, raw: AsyncConnection, enabled: bool) -> None:
         return None  # the connections are in autocommit mode already
@@ -153,7 +136,7 @@ def _install(engine: sa.Engine, default_begin: str) -> None:
 
     @event.listens_for(engine, "connect")
     def _deferring(_dbapi_connection: Any, record: Any) -> None:
-        install_deferred_begin_async(record.driver_connection)
+        kit_psycopg.install_deferred_begin_async(record.driver_connection)
 
     @event.listens_for(engine, "begin")
     def _sqlalchemy_begins(conn: sa.Connection) -> None:
@@ -161,18 +144,18 @@ def _install(engine: sa.Engine, default_begin: str) -> None:
             return  # the engine's own: its BEGIN goes with its first statement (or there is none)
         driver = conn.connection.driver_connection
         if driver is not None and driver.autocommit and driver.pgconn.transaction_status == _IDLE:
-            defer_begin_async(driver, default_begin)
+            kit_psycopg.defer_begin_async(driver, default_begin)
 
     @event.listens_for(engine, "commit")
     @event.listens_for(engine, "rollback")
     def _ended(conn: sa.Connection) -> None:
         driver = None if conn.invalidated else conn.connection.driver_connection
         if driver is not None:
-            take_begin_async(driver)  # a transaction that ran nothing: its BEGIN never goes out
+            kit_psycopg.take_begin_async(driver)  # a transaction that ran nothing: its BEGIN never goes out
 
     @event.listens_for(engine, "checkin")
     def _returned(_dbapi_connection: Any, record: Any) -> None:
         if record is not None:
             record.info.pop(_OWNED, None)
             if record.driver_connection is not None:
-                take_begin_async(record.driver_connection)
+                kit_psycopg.take_begin_async(record.driver_connection)

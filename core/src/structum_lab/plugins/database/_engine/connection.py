@@ -343,30 +343,30 @@ class EngineConnection(Generic[RawT]):
 
     def commit(self) -> None:
         """Commit the work so far; the next statement starts a new transaction."""
-        raw = self._live()
-        if self._copying is not None:
-            self._settle()
-        if self._streams:
-            self._close_streams()
+        raw = self._wind_up()
         if self._pipeline is not None:
             self._pipeline.flush()
-        engine = self._engine
         if self._pending is None:  # else nothing ran: nothing to commit
-            engine.commit(raw)
+            self._engine.commit(raw)
         self._next_transaction(raw)
 
     def rollback(self) -> None:
         """Roll back the work so far; the next statement starts a new transaction."""
-        raw = self._live()
-        if self._copying is not None:
-            self._settle()
-        if self._streams:
-            self._close_streams()
+        raw = self._wind_up()
         if self._pipeline is not None:
             self._pipeline.discard()
         if self._pending is None:
             self._engine.rollback(raw)
         self._next_transaction(raw)
+
+    def _wind_up(self) -> RawT:
+        """The live connection, once what cannot outlive a transaction has ended (a COPY, streams)."""
+        raw = self._live()
+        if self._copying is not None:
+            self._settle()
+        if self._streams:
+            self._close_streams()
+        return raw
 
     def _next_transaction(self, raw: RawT) -> None:
         engine = self._engine

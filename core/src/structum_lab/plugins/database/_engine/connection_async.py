@@ -351,30 +351,30 @@ class AsyncEngineConnection(Generic[RawT]):
 
     async def commit(self) -> None:
         """Commit the work so far; the next statement starts a new transaction."""
-        raw = self._live()
-        if self._copying is not None:
-            await self._settle()
-        if self._streams:
-            await self._close_streams()
+        raw = await self._wind_up()
         if self._pipeline is not None:
             await self._pipeline.flush()
-        engine = self._engine
         if self._pending is None:  # else nothing ran: nothing to commit
-            await engine.commit(raw)
+            await self._engine.commit(raw)
         await self._next_transaction(raw)
 
     async def rollback(self) -> None:
         """Roll back the work so far; the next statement starts a new transaction."""
-        raw = self._live()
-        if self._copying is not None:
-            await self._settle()
-        if self._streams:
-            await self._close_streams()
+        raw = await self._wind_up()
         if self._pipeline is not None:
             self._pipeline.discard()
         if self._pending is None:
             await self._engine.rollback(raw)
         await self._next_transaction(raw)
+
+    async def _wind_up(self) -> RawT:
+        """The live connection, once what cannot outlive a transaction has ended (a COPY, streams)."""
+        raw = self._live()
+        if self._copying is not None:
+            await self._settle()
+        if self._streams:
+            await self._close_streams()
+        return raw
 
     async def _next_transaction(self, raw: RawT) -> None:
         engine = self._engine

@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Generic, Literal, TypeVar, cast
 
 from .._config.manager import get_plugin_manager
 from .._contract.driver import Driver, RawT
-from .._contract.errors import ConnectionLostError, DatabaseError, PoolTimeoutError, TransactionError
+from .._contract.errors import (
+    ConfigurationError,
+    ConnectionLostError,
+    DatabaseError,
+    PoolTimeoutError,
+    TransactionError,
+)
 from .._contract.events import ConnectionEvent, TransactionEvent
 from .._contract.features import NoRows, PoolExhausted
 from .._contract.health import HealthCheckResult
@@ -154,6 +160,14 @@ class Engine(Generic[RawT]):
             if gate is not None:
                 gate.release()
             stats.checkout_failed(started, timed_out=False)
+            if isinstance(exc, TypeError | ValueError) and not isinstance(exc, DatabaseError):
+                # The driver's connect() refused an argument (URL query or connect_args): a
+                # configuration mistake, not a connection failure.
+                raise ConfigurationError(
+                    "the driver refused the connection arguments (URL query parameters or connect_args): "
+                    f"{type(exc).__name__}: {self.secrets.scrub(str(exc))}",
+                    backend=self.backend,
+                ) from None
             if isinstance(exc, self.errors) and not isinstance(exc, DatabaseError):
                 raise self.translate(exc, connecting=True) from exc
             raise

@@ -9,8 +9,9 @@ with two columns of one name raises the ``ProgrammingError`` of ``duplicate_colu
 dict cannot hold both), while :meth:`scalar` still reads by position.
 
 The fetches are coroutines only to fit :class:`AsyncRows`: the cursor's own methods are
-called, which do not wait (the rows arrived with the statement). Where a fetch must wait,
-override :meth:`_read` (and :meth:`_end`, which closes the result when its rows are read).
+called, which do not wait (the rows arrived with the statement). Where a fetch must wait
+(a server-side cursor of a driver that blocks), ``run`` runs it: ``await run(function,
+*args)``, in a thread or in SQLAlchemy's greenlet, and ``close()`` closes the result there.
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ class AsyncCursorRows:
     there: a statement without rows). ``rowcount``: when the cursor's is not the one to
     report (``-1`` for a stream). ``close``: what ends the result (by default the cursor's
     ``close``). ``cursor=None`` is a statement without rows whose cursor is gone already.
+    ``run``: what runs a fetch and ``close`` where they may wait (see above).
     """
 
-    __slots__ = ("_close", "_cursor", "_duplicated", "_keys", "returns_rows", "rowcount")
+    __slots__ = ("_close", "_cursor", "_duplicated", "_keys", "_run", "returns_rows", "rowcount")
 
     def __init__(
         self,
@@ -42,6 +44,7 @@ class AsyncCursorRows:
         keys: Sequence[str] | None = None,
         rowcount: int | None = None,
         close: Callable[[], object] | None = None,
+        run: Callable[..., Any] | None = None,
     ) -> None:
         if keys is None and cursor is not None:
             description = cursor.description
@@ -53,12 +56,15 @@ class AsyncCursorRows:
         self._cursor = cursor if keys is not None else None
         self.rowcount: int = cursor.rowcount if rowcount is None else rowcount
         self._close = close if close is not None or cursor is None else cursor.close
+        self._run = run
 
     def keys(self) -> list[str]:
         return list(self._keys)
 
     async def _read(self, cursor: Any, size: int | None) -> Sequence[Any]:
         """Up to ``size`` rows of values (``None``: all that are left) from ``cursor``."""
+        if self._run is not None:
+            return await self._run(_fetch, cursor, size)  # type: ignore[no-any-return]
         if size is None:
             return cursor.fetchall()  # type: ignore[no-any-return]
         if size == 1:
@@ -77,7 +83,7 @@ class AsyncCursorRows:
     def _end(self) -> None:
         # Later fetches answer "no more rows"; the cursor (and SQLite's read lock) goes now.
         cursor, self._cursor = self._cursor, None
-        if cursor is not None and self._close is not None:
+        if cursor is not None and self._close is not None and self._run is None:  # else close() does
             self._close()
 
     def _dicts(self, batch: Sequence[Any]) -> list[Row]:
@@ -120,3 +126,11 @@ class AsyncCursorRows:
 
     async def close(self) -> None:
         self._end()
+        close, run = self._close, self._run
+        if run is not None and close is not None:
+            self._close = None
+            await run(close)
+
+
+def _fetch(cursor: Any, size: int | None) -> Sequence[Any]:
+    return cursor.fetchall() if size is None else cursor.fetchmany(size)  # type: ignore[no-any-return]

@@ -16,8 +16,10 @@ from typing import Any, Final, TypedDict
 from .._contract.errors import ConfigurationError
 from .._contract.protocols import IsolationLevel
 from .._contract.url import DatabaseURL
+from .deadline import resolve_statement_deadline
 from .isolation import ISOLATION_SQL
 from .params import ASYNCPG, GENERIC, MYSQL, POSTGRESQL, PSYCOPG, PYMYSQL, SQLITE, SQLITE3, ParamTarget, SQLDialect
+from .prepare import PSYCOPG_PREPARE_THRESHOLD, prepare_threshold_args
 
 __all__ = [
     "ASYNC_DRIVERS",
@@ -26,6 +28,7 @@ __all__ = [
     "default_driver",
     "describe_driver_connection",
     "dialect_features",
+    "driver_connect_args",
     "driver_install_hint",
     "isolation_name",
     "is_memory_sqlite",
@@ -214,6 +217,33 @@ def deadline_connect_args(driver: str, deadline: float | None) -> dict[str, Any]
     if driver == "pymysql":
         return {"read_timeout": deadline}
     return {}
+
+
+def driver_connect_args(
+    dialect: str,
+    driver: str,
+    options: Mapping[str, Any],
+    given: Mapping[str, Any] | None,
+    *,
+    url_options: object = None,
+) -> dict[str, Any]:
+    """The DB-API ``connect()`` arguments for the common ``options`` (``connect_timeout``,
+    ``statement_timeout``, ``statement_deadline``, ``prepare_threshold``, ``pgbouncer``) under
+    the user's own (``given``, which win). ``url_options``: libpq's ``?options=-c key=value``
+    from the URL, which asyncpg rejects, as its ``server_settings`` (one URL stays valid for
+    both drivers, so switching driver is a config change only)."""
+    defaults = dict(
+        timeout_connect_args(
+            dialect, driver, connect_timeout=options["connect_timeout"], statement_timeout=options["statement_timeout"]
+        )
+    )
+    if driver == "asyncpg" and isinstance(url_options, str):
+        defaults = merge_connect_args(defaults, {"server_settings": server_settings_from_options(url_options)})
+    deadline = resolve_statement_deadline(options["statement_timeout"], options.get("statement_deadline"))
+    defaults.update(deadline_connect_args(driver, deadline))
+    threshold = options.get("prepare_threshold", PSYCOPG_PREPARE_THRESHOLD)
+    pgbouncer = bool(options.get("pgbouncer"))
+    return prepare_threshold_args(driver, merge_connect_args(defaults, given), threshold, pgbouncer=pgbouncer)
 
 
 def mysql_statement_timeout_sql(server_version: str, statement_timeout: float) -> str:

@@ -12,7 +12,22 @@ from typing import Any
 
 from .._contract.protocols import PoolInfo
 
-__all__ = ["PoolStats", "pool_exhausted_message"]
+__all__ = ["PoolStats", "pool_figures", "pool_exhausted_message"]
+
+
+def pool_figures(checked_out: int, total: int, size: int, max_size: int, **more: int) -> PoolInfo:
+    """A driver's ``pool_figures``: ``available`` and ``overflow`` follow from the open connections
+    (``total``) and the steady ``size`` unless given in ``more`` (``min_size``, ``connections_lost``...)."""
+    figures: dict[str, int] = {
+        "checked_out": checked_out,
+        "available": total - checked_out,
+        "total": total,
+        "overflow": max(0, total - size),
+        "size": size,
+        "max_size": max_size,
+    }
+    figures.update(more)
+    return figures  # type: ignore[return-value]
 
 
 class PoolStats:

@@ -26,6 +26,7 @@ from ..._contract.health import HealthStatus
 from ..._contract.hookspecs import hookimpl
 from ..._contract.url import DatabaseURL, mask_url
 from ..._engine.secrets import _LIVE, Secrets
+from .otel_summary import db_system_name
 
 if TYPE_CHECKING:
     from ..._contract.events import ConnectionEvent, StatementEvent, TransactionEvent
@@ -38,18 +39,6 @@ __all__ = ["DEFAULT_LOGGER", "LoggingObserver", "db_system_of", "describe_databa
 #: ``logging.getLogger("structum_lab.plugins.database")`` settings apply to it too.
 DEFAULT_LOGGER: Final = "structum_lab.plugins.database.events"
 
-#: URL dialect -> the ``db.system.name`` of the OpenTelemetry semantic conventions.
-_SYSTEMS: Final = {
-    "postgresql": "postgresql",
-    "postgres": "postgresql",
-    "sqlite": "sqlite",
-    "mysql": "mysql",
-    "mariadb": "mariadb",
-    "mssql": "microsoft.sql_server",
-    "oracle": "oracle.db",
-    "cockroachdb": "cockroachdb",
-}
-
 
 @lru_cache(maxsize=256)
 def db_system_of(url: str) -> str:
@@ -60,7 +49,7 @@ def db_system_of(url: str) -> str:
         dialect = DatabaseURL.parse(url).dialect
     except Exception:
         return "other_sql"
-    return _SYSTEMS.get(dialect, dialect or "other_sql")
+    return db_system_name(dialect)
 
 
 _DESCRIBED: weakref.WeakKeyDictionary[object, tuple[str, str]] = weakref.WeakKeyDictionary()

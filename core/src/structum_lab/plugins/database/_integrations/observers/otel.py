@@ -44,7 +44,7 @@ from ..._contract.hookspecs import hookimpl
 from ..._contract.url import DatabaseURL, mask_url
 from ..._engine.secrets import _LIVE, Secrets
 from .otel_metrics import SCOPE, Instruments, instruments_for
-from .otel_summary import sanitize, summarize
+from .otel_summary import db_system_name, sanitize, summarize
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -57,17 +57,6 @@ __all__ = ["OpenTelemetryObserver"]
 
 log = logging.getLogger("structum_lab.plugins.database")
 
-#: URL dialect -> ``db.system.name`` (the conventions' well-known values).
-_SYSTEMS: Final = {
-    "postgresql": "postgresql",
-    "postgres": "postgresql",
-    "sqlite": "sqlite",
-    "mysql": "mysql",
-    "mariadb": "mariadb",
-    "mssql": "microsoft.sql_server",
-    "oracle": "oracle.db",
-    "cockroachdb": "cockroachdb",
-}
 #: Transaction control: never a batch, even when a pipeline sent it with other statements.
 _CONTROL: Final = frozenset({"COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "BEGIN", "END", "START"})
 
@@ -84,7 +73,7 @@ class _Target:
         except Exception:
             url = None
         dialect = url.dialect if url is not None else ""
-        self.system = _SYSTEMS.get(dialect, dialect or "other_sql")
+        self.system = db_system_name(dialect)
         self.mysql = self.system in ("mysql", "mariadb")
         self.namespace = _namespace(url, self.system)
         static: dict[str, Any] = {"db.system.name": self.system}

@@ -20,7 +20,26 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any, Final
 
-__all__ = ["SUMMARY_LIMIT", "has_placeholders", "sanitize", "summarize"]
+__all__ = ["SUMMARY_LIMIT", "db_system_name", "has_placeholders", "sanitize", "summarize"]
+
+#: URL dialect -> the ``db.system.name`` of the OpenTelemetry semantic conventions.
+_SYSTEMS: Final = {
+    "postgresql": "postgresql",
+    "postgres": "postgresql",
+    "sqlite": "sqlite",
+    "mysql": "mysql",
+    "mariadb": "mariadb",
+    "mssql": "microsoft.sql_server",
+    "oracle": "oracle.db",
+    "cockroachdb": "cockroachdb",
+}
+
+
+def db_system_name(dialect: str) -> str:
+    """The conventions' ``db.system.name`` for a URL dialect: a well-known value, else the
+    dialect itself, else ``other_sql``."""
+    return _SYSTEMS.get(dialect, dialect or "other_sql")
+
 
 #: The conventions' limit, cut between parts, never inside one.
 SUMMARY_LIMIT: Final = 255
