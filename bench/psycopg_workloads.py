@@ -18,7 +18,7 @@ try:
 except Exception:  # pragma: no cover - the psycopg backend is optional
     PostgresDatabase = AsyncPostgresDatabase = None  # type: ignore[assignment,misc]
 
-from workloads import Scale, Workload, _threads, _timed, _wait_note
+from workloads import POOLED_TX_BY_HAND, Scale, Workload, _threads, _timed, _wait_note
 
 # --- psycopg -------------------------------------------------------------------------------------
 
@@ -66,6 +66,39 @@ def psycopg_workloads(url: str, scale: Scale) -> list[Workload]:
     work.append(
         Workload("pooled_tx", "psycopg", "psycopg_pool", "tx/s", scale.tx, pooled_tx, 1.25, throughput_target=True)
     )
+
+    @contextlib.contextmanager
+    def pooled_tx_by_hand() -> Iterator[tuple[Callable[[], float], Callable[[], float]]]:
+        """pooled_tx's ceiling: its two round trips written by hand on psycopg, no layer."""
+        with pools() as (raw_pool, _db):
+            autocommit = ConnectionPool(url, min_size=4, max_size=4, open=True, kwargs={"autocommit": True})
+            autocommit.wait()
+
+            def raw() -> float:
+                def go() -> None:
+                    for _ in range(scale.tx):
+                        with raw_pool.connection() as conn:
+                            conn.execute("SELECT 1").fetchone()
+
+                return _timed(go)
+
+            def by_hand() -> float:
+                def go() -> None:
+                    for _ in range(scale.tx):
+                        with autocommit.connection() as conn:
+                            cursor = conn.execute("BEGIN;\nSELECT 1", prepare=False)
+                            cursor.nextset()  # past BEGIN's result
+                            cursor.fetchone()
+                            conn.execute("COMMIT")
+
+                return _timed(go)
+
+            try:
+                yield raw, by_hand
+            finally:
+                autocommit.close()
+
+    work.append(Workload(POOLED_TX_BY_HAND, "psycopg, no layer", "psycopg_pool", "tx/s", scale.tx, pooled_tx_by_hand))
 
     @contextlib.contextmanager
     def point_read() -> Iterator[tuple[Callable[[], float], Callable[[], float]]]:

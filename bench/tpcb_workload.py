@@ -1,4 +1,5 @@
-"""pgbench's TPC-B-like transaction: raw psycopg_pool, pgbench (C), and the layer with and without pipeline=True."""
+"""pgbench's TPC-B-like transaction: raw psycopg_pool, pgbench (C), the transaction as one message written
+by hand (the ceiling of pipelining), and the layer with and without pipeline=True."""
 
 from __future__ import annotations
 
@@ -45,6 +46,23 @@ ALTER TABLE pgbench_tellers ADD PRIMARY KEY (tid);
 ALTER TABLE pgbench_accounts ADD PRIMARY KEY (aid);
 VACUUM ANALYZE pgbench_branches, pgbench_tellers, pgbench_accounts, pgbench_history
 """
+
+
+ONE_MESSAGE_LABEL = "one message (by hand)"
+
+
+def _raw_statements(aid: int, tid: int, bid: int, delta: int) -> list[tuple[str, tuple[int, ...]]]:
+    """The statements of one transaction in psycopg's style, for the message written by hand."""
+    return [
+        ("UPDATE pgbench_accounts SET abalance = abalance + %s WHERE aid = %s", (delta, aid)),
+        ("SELECT abalance FROM pgbench_accounts WHERE aid = %s", (aid,)),
+        ("UPDATE pgbench_tellers SET tbalance = tbalance + %s WHERE tid = %s", (delta, tid)),
+        ("UPDATE pgbench_branches SET bbalance = bbalance + %s WHERE bid = %s", (delta, bid)),
+        (
+            "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (%s, %s, %s, %s, CURRENT_TIMESTAMP)",
+            (tid, bid, aid, delta),
+        ),
+    ]
 
 
 def create_tpcb_database(url: str) -> None:
@@ -232,7 +250,26 @@ def tpcb_workloads(url: str, scale: Scale) -> list[MultiWorkload]:
                             (tid, bid, aid, delta),
                         )
 
-            sides = [pgbench_side()]
+            # The ceiling of pipeline=True: each transaction as one simple-protocol message written
+            # by hand (the issue's "BEGIN; ...; COMMIT as one message"), values bound by psycopg's
+            # ClientCursor on an autocommit connection.
+            one_pool = ConnectionPool(
+                tpcb_url, min_size=TPCB_THREADS, max_size=TPCB_THREADS, kwargs={"autocommit": True}, open=True
+            )
+            one_pool.wait()
+            stack.callback(one_pool.close)
+
+            def one_message(mine: TpcbParams) -> None:
+                for aid, tid, bid, delta in mine:
+                    with one_pool.connection() as conn:
+                        cursor = psycopg.ClientCursor(conn)
+                        parts = [cursor.mogrify(sql, values) for sql, values in _raw_statements(aid, tid, bid, delta)]
+                        cursor.execute(";\n".join(["BEGIN", *parts, "COMMIT"]))
+                        cursor.nextset()  # past BEGIN's result
+                        cursor.nextset()  # past the first UPDATE's, to the SELECT's
+                        cursor.fetchone()
+
+            sides = [pgbench_side(), Side(ONE_MESSAGE_LABEL, lambda: _in_threads(one_message, params))]
             if PostgresDatabase is not None:
                 pg = PostgresDatabase(tpcb_url, pool_size=TPCB_THREADS, max_overflow=0)
                 stack.callback(pg.shutdown)

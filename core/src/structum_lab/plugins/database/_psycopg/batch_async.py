@@ -62,6 +62,8 @@ def _inline(cursor: AsyncClientCursor[Any], sql: str, params: Any) -> str:
 
 def begun_query(conn: AsyncConnection[Any], begin: str, sql: str, params: Any) -> str:
     """``begin`` and the statement as one simple-protocol query, the values bound on the client."""
+    if params is None:  # nothing to bind: no cursor needed
+        return f"{begin};\n{sql}"
     return f"{begin};\n{_inline(AsyncClientCursor(conn), sql, params)}"
 
 
