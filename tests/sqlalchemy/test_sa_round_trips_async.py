@@ -97,6 +97,15 @@ async def test_sqlalchemy_core_first_in_a_transaction_is_inside_it(db: Any, pg_s
         assert await (await conn.execute("SHOW transaction_read_only")).scalar() == "on"
 
 
+async def test_handing_sqlalchemy_the_connection_costs_no_round_trip(db: Any, proxy: RoundTripProxy) -> None:
+    with proxy.counting() as trips:
+        async with db.transaction() as conn:
+            _ = conn.sqlalchemy_connection
+        async with db.transaction() as conn, conn.session():
+            pass
+    assert trips.count == 0  # nothing ran: no BEGIN, no COMMIT
+
+
 async def test_the_psycopg_connection_under_sqlalchemys_is_inside_the_transaction(db: Any, pg_schema_url: str) -> None:
     async with db.transaction() as conn:
         sa_conn = conn.sqlalchemy_connection  # the BEGIN goes with the next statement, whoever sends it
