@@ -11,6 +11,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+from _roundtrips import RoundTripProxy
 from fake_servers import SilentServer
 
 PG_URL = os.environ.get("STRUCTUM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -41,6 +42,15 @@ def require_server(name: str, host: str, port: int) -> None:
 def pg_url() -> str:
     require_server("PostgreSQL", "127.0.0.1", 5432)
     return PG_URL
+
+
+@pytest.fixture
+def round_trips(pg_url: str) -> Iterator[RoundTripProxy]:
+    """A TCP proxy in front of PostgreSQL that counts round trips (``tests/_roundtrips.py``):
+    connect through ``round_trips.url()``, then ``with round_trips.counting() as trips: ...``."""
+    counting = RoundTripProxy()
+    yield counting
+    counting.close()
 
 
 @pytest.fixture

@@ -21,15 +21,8 @@ _IDLE = psycopg.pq.TransactionStatus.IDLE
 
 
 @pytest.fixture
-def proxy(pg_url: str) -> Iterator[RoundTripProxy]:
-    counting = RoundTripProxy()
-    yield counting
-    counting.close()
-
-
-@pytest.fixture
-def conn(proxy: RoundTripProxy, table: str) -> Iterator[psycopg.Connection[object]]:
-    connection = psycopg.Connection.connect(proxy.url(), autocommit=True)
+def conn(round_trips: RoundTripProxy, table: str) -> Iterator[psycopg.Connection[object]]:
+    connection = psycopg.Connection.connect(round_trips.url(), autocommit=True)
     kit_psycopg.install_deferred_begin(connection)
     connection.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY)")
     yield connection
@@ -43,9 +36,9 @@ def _seen(pg_url: str, table: str) -> list[int]:
 
 
 def test_begin_goes_with_the_next_statement(
-    conn: psycopg.Connection[object], proxy: RoundTripProxy, pg_url: str, table: str
+    conn: psycopg.Connection[object], round_trips: RoundTripProxy, pg_url: str, table: str
 ) -> None:
-    with proxy.counting() as trips:
+    with round_trips.counting() as trips:
         kit_psycopg.defer_begin(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ")
         cursor = conn.execute(f"INSERT INTO {table} VALUES (%s) RETURNING id", (1,))
         assert cursor.fetchall() == [(1,)]  # the statement's result, not BEGIN's
@@ -71,9 +64,9 @@ def test_an_error_at_the_statement_leaves_the_transaction_failed(
 
 
 def test_a_begin_that_never_went_out_is_dropped(
-    conn: psycopg.Connection[object], proxy: RoundTripProxy, pg_url: str, table: str
+    conn: psycopg.Connection[object], round_trips: RoundTripProxy, pg_url: str, table: str
 ) -> None:
-    with proxy.counting() as trips:
+    with round_trips.counting() as trips:
         kit_psycopg.defer_begin(conn, "BEGIN")
         assert kit_psycopg.take_begin(conn) == "BEGIN"
         assert kit_psycopg.take_begin(conn) is None

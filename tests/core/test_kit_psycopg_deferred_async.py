@@ -4,7 +4,7 @@ connection: the BEGIN goes with the next statement whoever sends it, and never l
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
@@ -18,15 +18,8 @@ _IDLE = psycopg.pq.TransactionStatus.IDLE
 
 
 @pytest.fixture
-def proxy(pg_url: str) -> Iterator[RoundTripProxy]:
-    counting = RoundTripProxy()
-    yield counting
-    counting.close()
-
-
-@pytest.fixture
-async def conn(proxy: RoundTripProxy, table: str) -> AsyncIterator[psycopg.AsyncConnection[object]]:
-    connection = await psycopg.AsyncConnection.connect(proxy.url(), autocommit=True)
+async def conn(round_trips: RoundTripProxy, table: str) -> AsyncIterator[psycopg.AsyncConnection[object]]:
+    connection = await psycopg.AsyncConnection.connect(round_trips.url(), autocommit=True)
     kit_psycopg.install_deferred_begin_async(connection)
     await connection.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY)")
     yield connection
@@ -40,9 +33,9 @@ def _seen(pg_url: str, table: str) -> list[int]:
 
 
 async def test_begin_goes_with_the_next_statement(
-    conn: psycopg.AsyncConnection[object], proxy: RoundTripProxy, pg_url: str, table: str
+    conn: psycopg.AsyncConnection[object], round_trips: RoundTripProxy, pg_url: str, table: str
 ) -> None:
-    with proxy.counting() as trips:
+    with round_trips.counting() as trips:
         kit_psycopg.defer_begin_async(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ")
         cursor = await conn.execute(f"INSERT INTO {table} VALUES (%s) RETURNING id", (1,))
         assert await cursor.fetchall() == [(1,)]  # the statement's result, not BEGIN's
@@ -68,9 +61,9 @@ async def test_an_error_at_the_statement_leaves_the_transaction_failed(
 
 
 async def test_a_begin_that_never_went_out_is_dropped(
-    conn: psycopg.AsyncConnection[object], proxy: RoundTripProxy, pg_url: str, table: str
+    conn: psycopg.AsyncConnection[object], round_trips: RoundTripProxy, pg_url: str, table: str
 ) -> None:
-    with proxy.counting() as trips:
+    with round_trips.counting() as trips:
         kit_psycopg.defer_begin_async(conn, "BEGIN")
         assert kit_psycopg.take_begin_async(conn) == "BEGIN"
         assert kit_psycopg.take_begin_async(conn) is None

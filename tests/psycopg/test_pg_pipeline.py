@@ -3,7 +3,7 @@
 # Edit the asyncio source, then run: python tools/sync_from_async.py
 """``transaction(pipeline=True)`` on PostgreSQL: statements queued and sent together.
 
-Round trips are counted through a proxy; what is visible is observed from a second
+Round trips are counted through a counting proxy; what is visible is observed from a second
 connection. A block whose results are read after it costs one round trip, BEGIN to
 COMMIT; an error names its statement and leaves nothing applied.
 """
@@ -23,16 +23,9 @@ import structum_lab.plugins.database as structum
 from structum_lab.plugins.database import DatabaseError, IntegrityError, ProgrammingError, TransactionError
 
 
-@pytest.fixture
-def proxy(pg_url: str) -> Iterator[RoundTripProxy]:
-    counting = RoundTripProxy()
-    yield counting
-    counting.close()
-
-
 @pytest.fixture(params=["psycopg", "sqlalchemy"])
-def db(request: pytest.FixtureRequest, proxy: RoundTripProxy, pg_schema_url: str) -> Iterator[Any]:
-    url = f"{proxy.url()}?{pg_schema_url.partition('?')[2]}"
+def db(request: pytest.FixtureRequest, round_trips: RoundTripProxy, pg_schema_url: str) -> Iterator[Any]:
+    url = f"{round_trips.url()}?{pg_schema_url.partition('?')[2]}"
     if request.param == "sqlalchemy":  # SQLAlchemy's psycopg dialect: the same one-message batches
         url = url.replace("postgresql://", "postgresql+psycopg://")
     opener = structum.connect
@@ -51,8 +44,8 @@ def balances(pg_schema_url: str) -> dict[int, int]:
         return dict(other.execute("SELECT id, balance FROM acc ORDER BY id").fetchall())  # type: ignore[arg-type]
 
 
-def test_a_block_read_after_it_ends_is_one_round_trip(db: Any, proxy: RoundTripProxy, pg_schema_url: str) -> None:
-    with proxy.counting() as trips, db.transaction(pipeline=True) as conn:
+def test_a_block_read_after_it_ends_is_one_round_trip(db: Any, round_trips: RoundTripProxy, pg_schema_url: str) -> None:
+    with round_trips.counting() as trips, db.transaction(pipeline=True) as conn:
         moved = conn.execute("UPDATE acc SET balance = balance - :n WHERE id = :id", {"n": 30, "id": 1})
         conn.execute("UPDATE acc SET balance = balance + :n WHERE id = :id", {"n": 30, "id": 2})
         total = conn.execute("SELECT sum(balance) AS total FROM acc")
@@ -63,8 +56,8 @@ def test_a_block_read_after_it_ends_is_one_round_trip(db: Any, proxy: RoundTripP
     assert balances(pg_schema_url) == {1: 70, 2: 230, 3: -5}
 
 
-def test_reading_a_result_sends_the_queue_so_far(db: Any, proxy: RoundTripProxy, pg_schema_url: str) -> None:
-    with proxy.counting() as trips, db.transaction(pipeline=True) as conn:
+def test_reading_a_result_sends_the_queue_so_far(db: Any, round_trips: RoundTripProxy, pg_schema_url: str) -> None:
+    with round_trips.counting() as trips, db.transaction(pipeline=True) as conn:
         conn.execute("UPDATE acc SET balance = balance + 1 WHERE id = 1")
         balance = (conn.execute("SELECT balance FROM acc WHERE id = 1")).scalar()
         assert balance == 101  # the UPDATE before it ran first
@@ -93,8 +86,8 @@ def test_an_error_names_its_statement_and_nothing_is_applied(db: Any, pg_schema_
         assert (conn.execute("SELECT count(*) AS n FROM acc")).scalar() == 2
 
 
-def test_an_error_in_the_block_sends_nothing(db: Any, proxy: RoundTripProxy, pg_schema_url: str) -> None:
-    with proxy.counting() as trips, pytest.raises(ZeroDivisionError), db.transaction(pipeline=True) as conn:
+def test_an_error_in_the_block_sends_nothing(db: Any, round_trips: RoundTripProxy, pg_schema_url: str) -> None:
+    with round_trips.counting() as trips, pytest.raises(ZeroDivisionError), db.transaction(pipeline=True) as conn:
         queued = conn.execute("UPDATE acc SET balance = 0")
         _ = 1 / 0
     assert trips.count == 0
@@ -120,9 +113,9 @@ def test_a_savepoint_catches_the_error_of_its_own_statement(db: Any, pg_schema_u
     assert balances(pg_schema_url) == {1: 1, 2: 2}
 
 
-def test_isolation_and_readonly_apply(db: Any, proxy: RoundTripProxy) -> None:
+def test_isolation_and_readonly_apply(db: Any, round_trips: RoundTripProxy) -> None:
     block = db.transaction(pipeline=True, isolation="repeatable_read", readonly=True)
-    with proxy.counting() as trips, block as conn:
+    with round_trips.counting() as trips, block as conn:
         level = conn.execute("SELECT current_setting('transaction_isolation') AS v")
         readonly = conn.execute("SELECT current_setting('transaction_read_only') AS v")
     assert trips.count == 1
@@ -185,7 +178,7 @@ def test_values_are_bound_exactly(db: Any) -> None:
     assert dict(row) == values
 
 
-def test_an_empty_pipelined_block_costs_nothing(db: Any, proxy: RoundTripProxy) -> None:
-    with proxy.counting() as trips, db.transaction(pipeline=True):
+def test_an_empty_pipelined_block_costs_nothing(db: Any, round_trips: RoundTripProxy) -> None:
+    with round_trips.counting() as trips, db.transaction(pipeline=True):
         pass
     assert trips.count == 0

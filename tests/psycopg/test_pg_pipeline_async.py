@@ -1,6 +1,6 @@
 """``transaction(pipeline=True)`` on PostgreSQL: statements queued and sent together.
 
-Round trips are counted through a proxy; what is visible is observed from a second
+Round trips are counted through a counting proxy; what is visible is observed from a second
 connection. A block whose results are read after it costs one round trip, BEGIN to
 COMMIT; an error names its statement and leaves nothing applied.
 """
@@ -8,7 +8,7 @@ COMMIT; an error names its statement and leaves nothing applied.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -21,16 +21,9 @@ from structum_lab.plugins.database import DatabaseError, IntegrityError, Program
 from structum_lab.plugins.database.kit import ASYNC
 
 
-@pytest.fixture
-def proxy(pg_url: str) -> Iterator[RoundTripProxy]:
-    counting = RoundTripProxy()
-    yield counting
-    counting.close()
-
-
 @pytest.fixture(params=["psycopg", "sqlalchemy"])
-async def db(request: pytest.FixtureRequest, proxy: RoundTripProxy, pg_schema_url: str) -> AsyncIterator[Any]:
-    url = f"{proxy.url()}?{pg_schema_url.partition('?')[2]}"
+async def db(request: pytest.FixtureRequest, round_trips: RoundTripProxy, pg_schema_url: str) -> AsyncIterator[Any]:
+    url = f"{round_trips.url()}?{pg_schema_url.partition('?')[2]}"
     if request.param == "sqlalchemy":  # SQLAlchemy's psycopg dialect: the same one-message batches
         url = url.replace("postgresql://", "postgresql+psycopg://")
     opener = structum.connect_async  # sync: opener = structum.connect
@@ -49,8 +42,10 @@ def balances(pg_schema_url: str) -> dict[int, int]:
         return dict(other.execute("SELECT id, balance FROM acc ORDER BY id").fetchall())  # type: ignore[arg-type]
 
 
-async def test_a_block_read_after_it_ends_is_one_round_trip(db: Any, proxy: RoundTripProxy, pg_schema_url: str) -> None:
-    with proxy.counting() as trips:
+async def test_a_block_read_after_it_ends_is_one_round_trip(
+    db: Any, round_trips: RoundTripProxy, pg_schema_url: str
+) -> None:
+    with round_trips.counting() as trips:
         async with db.transaction(pipeline=True) as conn:
             moved = await conn.execute("UPDATE acc SET balance = balance - :n WHERE id = :id", {"n": 30, "id": 1})
             await conn.execute("UPDATE acc SET balance = balance + :n WHERE id = :id", {"n": 30, "id": 2})
@@ -62,8 +57,10 @@ async def test_a_block_read_after_it_ends_is_one_round_trip(db: Any, proxy: Roun
     assert balances(pg_schema_url) == {1: 70, 2: 230, 3: -5}
 
 
-async def test_reading_a_result_sends_the_queue_so_far(db: Any, proxy: RoundTripProxy, pg_schema_url: str) -> None:
-    with proxy.counting() as trips:
+async def test_reading_a_result_sends_the_queue_so_far(
+    db: Any, round_trips: RoundTripProxy, pg_schema_url: str
+) -> None:
+    with round_trips.counting() as trips:
         async with db.transaction(pipeline=True) as conn:
             await conn.execute("UPDATE acc SET balance = balance + 1 WHERE id = 1")
             balance = await (await conn.execute("SELECT balance FROM acc WHERE id = 1")).scalar()
@@ -94,8 +91,8 @@ async def test_an_error_names_its_statement_and_nothing_is_applied(db: Any, pg_s
         assert await (await conn.execute("SELECT count(*) AS n FROM acc")).scalar() == 2
 
 
-async def test_an_error_in_the_block_sends_nothing(db: Any, proxy: RoundTripProxy, pg_schema_url: str) -> None:
-    with proxy.counting() as trips, pytest.raises(ZeroDivisionError):
+async def test_an_error_in_the_block_sends_nothing(db: Any, round_trips: RoundTripProxy, pg_schema_url: str) -> None:
+    with round_trips.counting() as trips, pytest.raises(ZeroDivisionError):
         async with db.transaction(pipeline=True) as conn:
             queued = await conn.execute("UPDATE acc SET balance = 0")
             _ = 1 / 0
@@ -124,9 +121,9 @@ async def test_a_savepoint_catches_the_error_of_its_own_statement(db: Any, pg_sc
     assert balances(pg_schema_url) == {1: 1, 2: 2}
 
 
-async def test_isolation_and_readonly_apply(db: Any, proxy: RoundTripProxy) -> None:
+async def test_isolation_and_readonly_apply(db: Any, round_trips: RoundTripProxy) -> None:
     block = db.transaction(pipeline=True, isolation="repeatable_read", readonly=True)
-    with proxy.counting() as trips:
+    with round_trips.counting() as trips:
         async with block as conn:
             level = await conn.execute("SELECT current_setting('transaction_isolation') AS v")
             readonly = await conn.execute("SELECT current_setting('transaction_read_only') AS v")
@@ -198,8 +195,8 @@ async def test_values_are_bound_exactly(db: Any) -> None:
     assert dict(row) == values
 
 
-async def test_an_empty_pipelined_block_costs_nothing(db: Any, proxy: RoundTripProxy) -> None:
-    with proxy.counting() as trips:
+async def test_an_empty_pipelined_block_costs_nothing(db: Any, round_trips: RoundTripProxy) -> None:
+    with round_trips.counting() as trips:
         async with db.transaction(pipeline=True):
             pass
     assert trips.count == 0

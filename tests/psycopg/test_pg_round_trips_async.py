@@ -1,4 +1,4 @@
-"""BEGIN travels with the first statement: round trips counted through a proxy, on both
+"""BEGIN travels with the first statement: round trips counted through a counting proxy, on both
 backends that reach psycopg (the psycopg backend, SQLAlchemy on ``postgresql+psycopg``).
 
 ``BEGIN; SELECT 1; COMMIT`` costs 2 round trips instead of raw psycopg_pool's 3, an empty
@@ -9,7 +9,7 @@ transaction rolled back. (SQLAlchemy-only behaviour: tests/sqlalchemy/test_sa_ro
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
@@ -21,15 +21,8 @@ from structum_lab.plugins.database import DatabaseError, IntegrityError, Transac
 from structum_lab.plugins.database.kit import ASYNC
 
 
-@pytest.fixture
-def proxy(pg_url: str) -> Iterator[RoundTripProxy]:
-    counting = RoundTripProxy()
-    yield counting
-    counting.close()
-
-
-async def _opened(proxy: RoundTripProxy, pg_schema_url: str, backend: str) -> Any:
-    url = f"{proxy.url()}?{pg_schema_url.partition('?')[2]}"
+async def _opened(round_trips: RoundTripProxy, pg_schema_url: str, backend: str) -> Any:
+    url = f"{round_trips.url()}?{pg_schema_url.partition('?')[2]}"
     if backend == "sqlalchemy":
         url = url.replace("postgresql://", "postgresql+psycopg://", 1)
     opener = structum.connect_async  # sync: opener = structum.connect
@@ -41,15 +34,15 @@ async def _opened(proxy: RoundTripProxy, pg_schema_url: str, backend: str) -> An
 
 
 @pytest.fixture(params=["psycopg", "sqlalchemy"])
-async def db(request: pytest.FixtureRequest, proxy: RoundTripProxy, pg_schema_url: str) -> AsyncIterator[Any]:
-    database = await _opened(proxy, pg_schema_url, request.param)
+async def db(request: pytest.FixtureRequest, round_trips: RoundTripProxy, pg_schema_url: str) -> AsyncIterator[Any]:
+    database = await _opened(round_trips, pg_schema_url, request.param)
     yield database
     await database.shutdown()
 
 
 @pytest.fixture
-async def psycopg_db(proxy: RoundTripProxy, pg_schema_url: str) -> AsyncIterator[Any]:
-    database = await _opened(proxy, pg_schema_url, "psycopg")
+async def psycopg_db(round_trips: RoundTripProxy, pg_schema_url: str) -> AsyncIterator[Any]:
+    database = await _opened(round_trips, pg_schema_url, "psycopg")
     yield database
     await database.shutdown()
 
@@ -59,29 +52,29 @@ def observed(pg_schema_url: str) -> list[tuple[int, int]]:
         return other.execute("SELECT id, v FROM rt ORDER BY id").fetchall()  # type: ignore[return-value]
 
 
-async def test_a_transaction_costs_two_round_trips_and_an_empty_one_none(db: Any, proxy: RoundTripProxy) -> None:
+async def test_a_transaction_costs_two_round_trips_and_an_empty_one_none(db: Any, round_trips: RoundTripProxy) -> None:
     async with db.transaction() as conn:
         await (await conn.execute("SELECT 1")).fetchall()  # warm: the pre-ping window is open now
-    with proxy.counting() as trips:
+    with round_trips.counting() as trips:
         async with db.transaction() as conn:
             assert await (await conn.execute("SELECT 1 AS one")).scalar() == 1
     assert trips.count == 2  # BEGIN + SELECT in one message, then COMMIT: no pre-ping, no BEGIN of its own
-    with proxy.counting() as trips:
+    with round_trips.counting() as trips:
         async with db.transaction():
             pass
     assert trips.count == 0
-    with proxy.counting() as trips:
+    with round_trips.counting() as trips:
         async with db.transaction() as conn:
             for i in range(5):
                 await conn.execute("SELECT :i AS i", {"i": i})
     assert trips.count == 6  # one per statement, BEGIN riding on the first, and COMMIT
 
 
-async def test_db_execute_costs_one_round_trip(db: Any, proxy: RoundTripProxy) -> None:
-    with proxy.counting() as trips:
+async def test_db_execute_costs_one_round_trip(db: Any, round_trips: RoundTripProxy) -> None:
+    with round_trips.counting() as trips:
         assert await (await db.execute("SELECT :n AS n", {"n": 7})).scalar() == 7
     assert trips.count == 1  # no pre-ping inside the window, no BEGIN/COMMIT, no reset on return
-    with proxy.counting() as trips:
+    with round_trips.counting() as trips:
         await db.execute("INSERT INTO rt (id, v) VALUES (1, 1)")
     assert trips.count == 1
 
@@ -116,8 +109,8 @@ async def test_an_error_surfaces_at_its_statement_and_everything_is_rolled_back(
     assert observed(pg_schema_url) == [(1, 1), (4, 4)]
 
 
-async def test_isolation_and_readonly_go_with_the_begin(db: Any, proxy: RoundTripProxy) -> None:
-    with proxy.counting() as trips:
+async def test_isolation_and_readonly_go_with_the_begin(db: Any, round_trips: RoundTripProxy) -> None:
+    with round_trips.counting() as trips:
         async with db.transaction(isolation="serializable", readonly=True) as conn:
             level = await (await conn.execute("SELECT current_setting('transaction_isolation') AS l")).scalar()
             readonly = await (await conn.execute("SELECT current_setting('transaction_read_only') AS r")).scalar()
@@ -133,11 +126,11 @@ async def test_isolation_and_readonly_go_with_the_begin(db: Any, proxy: RoundTri
 
 
 async def test_get_connection_begins_each_transaction_with_its_first_statement(
-    db: Any, proxy: RoundTripProxy, pg_schema_url: str
+    db: Any, round_trips: RoundTripProxy, pg_schema_url: str
 ) -> None:
     conn = await db.get_connection()
     try:
-        with proxy.counting() as trips:
+        with round_trips.counting() as trips:
             await conn.execute("INSERT INTO rt (id, v) VALUES (1, 1)")
             await conn.commit()
             await conn.commit()  # nothing ran since: no round trip
@@ -153,8 +146,8 @@ async def test_get_connection_begins_each_transaction_with_its_first_statement(
         await conn.close()
 
 
-def test_raw_psycopg_pays_three(proxy: RoundTripProxy) -> None:
-    with psycopg.connect(proxy.url()) as raw, proxy.counting() as trips:
+def test_raw_psycopg_pays_three(round_trips: RoundTripProxy) -> None:
+    with psycopg.connect(round_trips.url()) as raw, round_trips.counting() as trips:
         raw.execute("SELECT 1").fetchall()
         raw.commit()
     assert trips.count == 3

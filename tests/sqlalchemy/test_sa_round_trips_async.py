@@ -1,6 +1,6 @@
 """SQLAlchemy on postgresql+psycopg: BEGIN with the first statement, a windowed pre-ping.
 
-Round trips counted through a proxy: ``BEGIN; SELECT 1; COMMIT`` costs 2 (SQLAlchemy's own
+Round trips counted through a counting proxy: ``BEGIN; SELECT 1; COMMIT`` costs 2 (SQLAlchemy's own
 ``engine.begin()`` with ``pool_pre_ping``: 4), an empty transaction none, ``db.execute()``
 one. The semantics stay: the error at its statement, nothing visible before COMMIT,
 isolation and read-only applied, the whole transaction rolled back, and SQL that reaches
@@ -10,7 +10,7 @@ transactional. A connection killed while pooled is replaced at checkout, unseen.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
@@ -24,26 +24,19 @@ from structum_lab.plugins.database.kit import ASYNC
 from structum_lab.plugins.database_sqlalchemy import _events
 
 
-@pytest.fixture
-def proxy(pg_url: str) -> Iterator[RoundTripProxy]:
-    counting = RoundTripProxy()
-    yield counting
-    counting.close()
-
-
 def _open(url: str, **options: Any) -> Any:
     opener = structum.connect_async  # sync: opener = structum.connect
     return opener(url, backend="sqlalchemy", pool_size=1, max_overflow=0, **options)
 
 
-def proxied_url(proxy: RoundTripProxy, pg_schema_url: str) -> str:
+def proxied_url(round_trips: RoundTripProxy, pg_schema_url: str) -> str:
     schema_query = pg_schema_url.partition("?")[2]
-    return f"{proxy.url()}?{schema_query}".replace("postgresql://", "postgresql+psycopg://", 1)
+    return f"{round_trips.url()}?{schema_query}".replace("postgresql://", "postgresql+psycopg://", 1)
 
 
 @pytest.fixture
-async def db(proxy: RoundTripProxy, pg_schema_url: str) -> AsyncIterator[Any]:
-    database = _open(proxied_url(proxy, pg_schema_url))
+async def db(round_trips: RoundTripProxy, pg_schema_url: str) -> AsyncIterator[Any]:
+    database = _open(proxied_url(round_trips, pg_schema_url))
     async with database.transaction() as conn:
         await conn.execute("CREATE TABLE rt (id INTEGER PRIMARY KEY, v INTEGER)")
     await (await database.execute("SELECT 1")).fetchall()  # the pool's one connection is open and warm
@@ -60,14 +53,16 @@ async def test_the_flavour_declares_deferred_begin_and_pipelining(db: Any) -> No
     assert db.features.deferred_begin and db.features.pipelining and db.features.autocommit
 
 
-async def test_the_isolation_level_option_goes_into_every_begin(proxy: RoundTripProxy, pg_schema_url: str) -> None:
-    database = _open(proxied_url(proxy, pg_schema_url), isolation_level="repeatable_read")
+async def test_the_isolation_level_option_goes_into_every_begin(
+    round_trips: RoundTripProxy, pg_schema_url: str
+) -> None:
+    database = _open(proxied_url(round_trips, pg_schema_url), isolation_level="repeatable_read")
     try:
         async with database.transaction() as conn:
             assert await (await conn.execute("SHOW transaction_isolation")).scalar() == "repeatable read"
         async with database.engine.begin() as sa_conn:  # SQLAlchemy's own transactions too
             assert (await sa_conn.exec_driver_sql("SHOW transaction_isolation")).scalar() == "repeatable read"
-        with proxy.counting() as trips:
+        with round_trips.counting() as trips:
             async with database.transaction() as conn:
                 await conn.execute("SELECT 1")
         assert trips.count == 2
@@ -97,8 +92,8 @@ async def test_sqlalchemy_core_first_in_a_transaction_is_inside_it(db: Any, pg_s
         assert await (await conn.execute("SHOW transaction_read_only")).scalar() == "on"
 
 
-async def test_handing_sqlalchemy_the_connection_costs_no_round_trip(db: Any, proxy: RoundTripProxy) -> None:
-    with proxy.counting() as trips:
+async def test_handing_sqlalchemy_the_connection_costs_no_round_trip(db: Any, round_trips: RoundTripProxy) -> None:
+    with round_trips.counting() as trips:
         async with db.transaction() as conn:
             _ = conn.sqlalchemy_connection
         async with db.transaction() as conn, conn.session():
@@ -120,9 +115,9 @@ async def test_the_psycopg_connection_under_sqlalchemys_is_inside_the_transactio
 
 
 async def test_sqlalchemys_own_transactions_send_begin_with_their_first_statement(
-    db: Any, proxy: RoundTripProxy, pg_schema_url: str
+    db: Any, round_trips: RoundTripProxy, pg_schema_url: str
 ) -> None:
-    with proxy.counting() as trips:
+    with round_trips.counting() as trips:
         async with db.get_session() as session:
             await session.execute(sa.text("INSERT INTO rt (id, v) VALUES (1, 1)"))
             assert observed(pg_schema_url) == []
@@ -135,7 +130,7 @@ async def test_sqlalchemys_own_transactions_send_begin_with_their_first_statemen
         await sa_conn.execution_options(isolation_level="AUTOCOMMIT")
         await sa_conn.exec_driver_sql("INSERT INTO rt (id, v) VALUES (2, 2)")
         assert observed(pg_schema_url) == [(1, 1), (2, 2)]  # committed at once, not inside a stale BEGIN
-    with proxy.counting() as trips:
+    with round_trips.counting() as trips:
         async with db.engine.begin() as sa_conn:
             rows = await sa_conn.execute(sa.text("SELECT v FROM rt WHERE id > :low ORDER BY id"), {"low": 0})
             assert rows.scalars().all() == [1, 2]
@@ -203,9 +198,9 @@ async def test_copy_and_a_pipeline_after_sqlalchemy_was_handed_the_connection(db
 
 
 async def test_an_isolation_level_in_engine_options_keeps_psycopgs_own_begin(
-    proxy: RoundTripProxy, pg_schema_url: str
+    round_trips: RoundTripProxy, pg_schema_url: str
 ) -> None:
-    database = _open(proxied_url(proxy, pg_schema_url), engine_options={"isolation_level": "REPEATABLE READ"})
+    database = _open(proxied_url(round_trips, pg_schema_url), engine_options={"isolation_level": "REPEATABLE READ"})
     try:
         assert not database.features.deferred_begin
         async with database.transaction() as conn:
@@ -216,7 +211,7 @@ async def test_an_isolation_level_in_engine_options_keeps_psycopgs_own_begin(
                 await conn.copy_records("rt", ["id", "v"], [(1, 1)])
                 raise LookupError
         assert observed(pg_schema_url) == []
-        with proxy.counting() as trips:
+        with round_trips.counting() as trips:
             async with database.transaction() as conn:
                 await conn.execute("INSERT INTO rt (id, v) VALUES (2, 2)")
         assert trips.count == 3  # BEGIN, the statement, COMMIT: still no pre-ping inside the window
@@ -225,8 +220,10 @@ async def test_an_isolation_level_in_engine_options_keeps_psycopgs_own_begin(
         await database.shutdown()
 
 
-async def test_a_pipelined_transaction_is_one_round_trip(db: Any, proxy: RoundTripProxy, pg_schema_url: str) -> None:
-    with proxy.counting() as trips:
+async def test_a_pipelined_transaction_is_one_round_trip(
+    db: Any, round_trips: RoundTripProxy, pg_schema_url: str
+) -> None:
+    with round_trips.counting() as trips:
         async with db.transaction(pipeline=True) as conn:
             for i in range(5):
                 await conn.execute("INSERT INTO rt (id, v) VALUES (:i, :i)", {"i": i})
@@ -238,35 +235,35 @@ async def test_a_pipelined_transaction_is_one_round_trip(db: Any, proxy: RoundTr
             await conn.execute("INSERT INTO rt (id, v) VALUES (1, 1)")
             await conn.execute("INSERT INTO rt (id, v) VALUES (11, 11)")
     assert len(observed(pg_schema_url)) == 5
-    with proxy.counting() as trips:
+    with round_trips.counting() as trips:
         async with db.transaction() as conn:
             await conn.execute("SELECT 1")
     assert trips.count == 2  # the connection is clean afterwards
 
 
-async def test_a_health_check_pings_even_inside_the_window(db: Any, proxy: RoundTripProxy) -> None:
-    with proxy.counting() as trips:
+async def test_a_health_check_pings_even_inside_the_window(db: Any, round_trips: RoundTripProxy) -> None:
+    with round_trips.counting() as trips:
         assert (await db.health_check()).status.value == "healthy"
     assert trips.count == 1
 
 
 async def test_an_idle_connection_is_pinged_after_the_window(
-    db: Any, proxy: RoundTripProxy, monkeypatch: pytest.MonkeyPatch
+    db: Any, round_trips: RoundTripProxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(_events, "PRE_PING_WINDOW", 0.0)  # every connection is "idle too long"
-    with proxy.counting() as trips:
+    with round_trips.counting() as trips:
         await db.execute("SELECT 1")
     assert trips.count == 2  # the ping, then the statement
 
 
 async def test_pool_pre_ping_false_never_pings(
-    proxy: RoundTripProxy, pg_schema_url: str, monkeypatch: pytest.MonkeyPatch
+    round_trips: RoundTripProxy, pg_schema_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(_events, "PRE_PING_WINDOW", 0.0)
-    database = _open(proxied_url(proxy, pg_schema_url), pool_pre_ping=False)
+    database = _open(proxied_url(round_trips, pg_schema_url), pool_pre_ping=False)
     try:
         await database.execute("SELECT 1")
-        with proxy.counting() as trips:
+        with round_trips.counting() as trips:
             for _ in range(3):
                 await database.execute("SELECT 1")
             async with database.transaction() as conn:
@@ -288,7 +285,8 @@ async def test_a_killed_connection_is_replaced_at_checkout_unseen(
     # Inside the window whatever the timing: only the readable-socket probe can tell it died.
     monkeypatch.setattr(_events, "PRE_PING_WINDOW", 3600.0)
     opener = structum.connect_async  # sync: opener = structum.connect
-    url = pg_schema_url.replace("postgresql://", "postgresql+psycopg://", 1)  # no proxy: the server's close must arrive
+    # No proxy: the server's close must arrive.
+    url = pg_schema_url.replace("postgresql://", "postgresql+psycopg://", 1)
     database = opener(url, backend="sqlalchemy", pool_size=2, max_overflow=0)
     try:
         first = await database.get_connection()
