@@ -68,21 +68,25 @@ def _install_liveness(engine: sa.Engine, *, pre_ping: bool, autocommit: bool) ->
     dialect = engine.dialect
     dbapi_error: Any = dialect.loaded_dbapi.Error
 
-    @event.listens_for(engine, "connect")
-    def _stamp(dbapi_connection: Any, record: Any) -> None:
-        if autocommit:
-            dbapi_connection.autocommit = True
-        info = record.info
-        info[_USED] = monotonic()
-        info[_FRESH] = True  # just connected: alive
-        fd = driver_socket(record.driver_connection)
-        if fd is not None:
-            info[_PROBE] = readable_probe(fd)
+    if pre_ping or autocommit:  # else only a forced ping, which needs no stamps
 
-    @event.listens_for(engine, "checkin")
-    def _returned(_dbapi_connection: Any, record: Any) -> None:
-        if record is not None:
-            record.info[_USED] = monotonic()
+        @event.listens_for(engine, "connect")
+        def _stamp(dbapi_connection: Any, record: Any) -> None:
+            if autocommit:
+                dbapi_connection.autocommit = True
+            info = record.info
+            info[_USED] = monotonic()
+            info[_FRESH] = True  # just connected: alive
+            fd = driver_socket(record.driver_connection)
+            if fd is not None:
+                info[_PROBE] = readable_probe(fd)
+
+    if pre_ping:
+
+        @event.listens_for(engine, "checkin")
+        def _returned(_dbapi_connection: Any, record: Any) -> None:
+            if record is not None:
+                record.info[_USED] = monotonic()
 
     @event.listens_for(engine, "checkout")
     def _check(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
