@@ -120,14 +120,8 @@ class DeferredBeginDriver(SQLAlchemyPsycopgDriver):
             raw.commit()  # COMMIT when the server is in a transaction
         if not raw.invalidated:
             driver = _driver(raw)
-            kit_psycopg.take_begin(driver)  # nothing ran: nothing to begin
             if driver.pgconn.transaction_status != _IDLE:  # begun by a batch, which SQLAlchemy did not see
                 driver.commit()
-
-    def rollback(self, raw: Connection) -> None:
-        super().rollback(raw)
-        if not raw.invalidated:
-            kit_psycopg.take_begin(_driver(raw))  # nothing ran: nothing to begin
 
     def autocommit(self, raw: Connection, enabled: bool) -> None:
         return None  # the connections are in autocommit mode already

@@ -118,14 +118,8 @@ class AsyncDeferredBeginDriver(AsyncSQLAlchemyPsycopgDriver):
             await raw.commit()  # COMMIT when the server is in a transaction
         if not raw.invalidated:
             driver = _driver(raw)
-            kit_psycopg.take_begin_async(driver)  # nothing ran: nothing to begin
             if driver.pgconn.transaction_status != _IDLE:  # begun by a batch, which SQLAlchemy did not see
                 await driver.commit()
-
-    async def rollback(self, raw: AsyncConnection) -> None:
-        await super().rollback(raw)
-        if not raw.invalidated:
-            kit_psycopg.take_begin_async(_driver(raw))  # nothing ran: nothing to begin
 
     async def autocommit(self, raw: AsyncConnection, enabled: bool) -> None:
         return None  # the connections are in autocommit mode already
