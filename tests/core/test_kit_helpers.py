@@ -231,6 +231,28 @@ def test_open_connections_count_and_tell_the_listener() -> None:
     assert [kind for kind, _ in events] == ["created", "closed"] and events[0][1] >= 0.0
 
 
+def test_open_connections_by_entry_count_only_entries_that_hold_a_connection() -> None:
+    class Entry:
+        def __init__(self) -> None:
+            self.connection: object | None = None
+
+    counter = OpenConnections(holds=lambda entry: entry.connection is not None)
+    first, second, detached = Entry(), Entry(), Entry()
+    for entry in (first, second, detached):
+        entry.connection = object()
+        counter.opened(entry.connection, entry)
+    assert counter.count == 3
+    second.connection = None  # closed by the pool without its close callback
+    counter.gone(detached.connection, detached)  # no longer the pool's, though still open
+    assert counter.count == 1
+    second.connection = object()
+    counter.opened(second.connection, second)  # the same entry connects again
+    assert counter.count == 2
+    counter.gone(first.connection, first)
+    first.connection = None
+    assert counter.count == 1
+
+
 def test_listener_of_forwards_on_connection() -> None:
     class Driver:
         on_connection = ListenerOf("_monitor")

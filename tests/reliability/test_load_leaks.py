@@ -221,6 +221,7 @@ def _check(db: Any, *, url: str, table: str, app: str, tally: Tally, records: li
     info = db.get_pool_info()
     assert info["checked_out"] == 0
     assert info["timeouts"] == 0
+    assert info["requests_waiting"] == 0  # cancelled waiters are not counted as still waiting
     wait_until(
         lambda: len(server_connections(app, url)) == db.get_pool_info()["total"],
         what="server connections == pool total",

@@ -23,8 +23,10 @@ _FRESH: Final = "structum_fresh"
 
 def count_connections(engine: sa.Engine) -> kit.OpenConnections:
     """Core's count of open connections, on the pool's events (before ``_bounded_connect``'s
-    ``do_connect``, which opens the connection itself: a connection is timed from here)."""
-    counter = kit.OpenConnections()
+    ``do_connect``, which opens the connection itself: a connection is timed from here).
+    Counted by pool entry: an entry whose connect listeners were interrupted (a cancellation
+    while ``_stamp`` sets autocommit) is closed by SQLAlchemy without a close event."""
+    counter = kit.OpenConnections(holds=lambda record: record.dbapi_connection is not None)
     event.listen(engine, "do_connect", counter.connecting)
     event.listen(engine, "connect", counter.opened)
     event.listen(engine, "close", counter.gone)

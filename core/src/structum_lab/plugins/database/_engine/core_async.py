@@ -146,8 +146,14 @@ class AsyncEngine(Generic[RawT]):
         stats = self.stats
         started = stats.checkout_started()
         gate = self.gate
-        if gate is not None and not await gate.acquire(self.driver.limits.timeout):
-            raise self._exhausted(started)
+        if gate is not None:
+            try:
+                entered = await gate.acquire(self.driver.limits.timeout)
+            except BaseException:  # cancelled while waiting: no longer a waiter
+                stats.checkout_failed(started, timed_out=False)
+                raise
+            if not entered:
+                raise self._exhausted(started)
         try:
             raw = await self.driver.acquire(ping=ping)
         except PoolExhausted as exc:

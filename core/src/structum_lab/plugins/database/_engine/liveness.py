@@ -25,6 +25,7 @@ from __future__ import annotations
 import select
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -154,31 +155,50 @@ class OpenConnections:
     Wire :meth:`connecting` to "about to connect" (it times the connection, per thread: a
     pool may connect on the thread that checks out), :meth:`opened` to "connected" and
     :meth:`gone` to "closed" (and to "no longer the pool's"). Each takes and ignores the
-    callback's arguments.
+    callback's arguments, unless ``holds`` is given: then :meth:`opened` and :meth:`gone`
+    take the pool's entry as their second argument, and :attr:`count` asks ``holds(entry)``
+    of each entry seen connecting. That is for a pool that can close a connection without
+    its close callback (SQLAlchemy's, when a later connect listener is interrupted: an
+    asyncio task cancelled while the connection is being set up).
     """
 
-    __slots__ = ("_lock", "_started", "count", "listener")
+    __slots__ = ("_count", "_entries", "_holds", "_lock", "_started", "listener")
 
-    def __init__(self) -> None:
-        self.count = 0
+    def __init__(self, holds: Callable[[Any], bool] | None = None) -> None:
+        self._count = 0
+        self._holds = holds
+        self._entries: weakref.WeakSet[Any] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._started = threading.local()
         self.listener: Listener | None = None
 
+    @property
+    def count(self) -> int:
+        """The connections open now."""
+        holds = self._holds
+        if holds is None:
+            return self._count
+        with self._lock:
+            return sum(1 for entry in self._entries if holds(entry))
+
     def connecting(self, *_: object) -> None:
         self._started.at = time.perf_counter()
 
-    def opened(self, *_: object) -> None:
+    def opened(self, _connection: object = None, entry: object = None, *_: object) -> None:
         with self._lock:
-            self.count += 1
+            self._count += 1
+            if self._holds is not None:
+                self._entries.add(entry)
         listener = self.listener
         if listener is not None:
             started = getattr(self._started, "at", None)
             listener("created", 0.0 if started is None else time.perf_counter() - started)
 
-    def gone(self, *_: object) -> None:
+    def gone(self, _connection: object = None, entry: object = None, *_: object) -> None:
         with self._lock:
-            self.count -= 1
+            self._count -= 1
+            if self._holds is not None:
+                self._entries.discard(entry)
         listener = self.listener
         if listener is not None:
             listener("closed", 0.0)

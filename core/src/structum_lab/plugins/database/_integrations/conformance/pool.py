@@ -66,6 +66,25 @@ class PoolHealthTests(KitBase):
         after = db.get_pool_info()
         assert after["checked_out"] == 0 and after["timeouts"] == 1 and after["max_wait_ms"] >= 400
 
+    def test_a_caller_that_stops_waiting_is_no_longer_counted_as_waiting(
+        self, open_database: Opener[KitDatabase]
+    ) -> None:
+        """A checkout given up while it waits for a connection (a cancelled task; a thread
+        that reached ``pool_timeout``) leaves ``requests_waiting`` as it found it."""
+        db = open_database(pool_size=1, max_overflow=0, pool_timeout=1)
+        holder = db.get_connection()
+        try:
+            for _ in range(2):
+                with pytest.raises(PoolTimeoutError):
+                    db.get_connection()
+            assert db.get_pool_info()["requests_waiting"] == 0
+        finally:
+            holder.close()
+        with db.transaction() as conn:  # the pool is whole: the holder's connection is lent again
+            assert (conn.execute("SELECT 1 AS one")).scalar() == 1
+        info = db.get_pool_info()
+        assert info["requests_waiting"] == 0 and info["checked_out"] == 0
+
     def test_health_check_healthy_with_latency(self, open_database: Opener[KitDatabase]) -> None:
         db = open_database()
         result = db.health_check()

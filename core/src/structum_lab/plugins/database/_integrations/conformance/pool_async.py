@@ -69,6 +69,36 @@ class AsyncPoolHealthTests(AsyncKitBase):
         after = db.get_pool_info()
         assert after["checked_out"] == 0 and after["timeouts"] == 1 and after["max_wait_ms"] >= 400
 
+    async def test_a_caller_that_stops_waiting_is_no_longer_counted_as_waiting(
+        self, open_database: Opener[AsyncKitDatabase]
+    ) -> None:
+        """A checkout given up while it waits for a connection (a cancelled task; a thread
+        that reached ``pool_timeout``) leaves ``requests_waiting`` as it found it."""
+        db = open_database(pool_size=1, max_overflow=0, pool_timeout=1)
+        holder = await db.get_connection()
+        try:
+            if ASYNC:  # ASYNC
+                for _ in range(3):
+                    waiter = asyncio.ensure_future(db.get_connection())
+                    deadline = time.monotonic() + 5
+                    while db.get_pool_info()["requests_waiting"] != 1:
+                        assert time.monotonic() < deadline, "the checkout did not wait"
+                        await asyncio.sleep(0.005)
+                    waiter.cancel()
+                    with pytest.raises(asyncio.CancelledError):
+                        await waiter
+            else:
+                for _ in range(2):
+                    with pytest.raises(PoolTimeoutError):
+                        db.get_connection()  # type: ignore[unused-coroutine]
+            assert db.get_pool_info()["requests_waiting"] == 0
+        finally:
+            await holder.close()
+        async with db.transaction() as conn:  # the pool is whole: the holder's connection is lent again
+            assert await (await conn.execute("SELECT 1 AS one")).scalar() == 1
+        info = db.get_pool_info()
+        assert info["requests_waiting"] == 0 and info["checked_out"] == 0
+
     async def test_health_check_healthy_with_latency(self, open_database: Opener[AsyncKitDatabase]) -> None:
         db = open_database()
         result = await db.health_check()
