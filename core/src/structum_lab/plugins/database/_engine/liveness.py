@@ -186,8 +186,9 @@ class OpenConnections:
 
     def opened(self, _connection: object = None, entry: object = None, *_: object) -> None:
         with self._lock:
-            self._count += 1
-            if self._holds is not None:
+            if self._holds is None:
+                self._count += 1
+            else:
                 self._entries.add(entry)
         listener = self.listener
         if listener is not None:
@@ -196,8 +197,9 @@ class OpenConnections:
 
     def gone(self, _connection: object = None, entry: object = None, *_: object) -> None:
         with self._lock:
-            self._count -= 1
-            if self._holds is not None:
+            if self._holds is None:
+                self._count -= 1
+            else:
                 self._entries.discard(entry)
         listener = self.listener
         if listener is not None:
